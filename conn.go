@@ -1,0 +1,565 @@
+package wsreconnect
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+
+	"github.com/coder/websocket"
+)
+
+// DialFunc dials one WebSocket connection. It is usually a closure around
+// the caller's existing websocket.Dial call:
+//
+//	func(ctx context.Context) (*websocket.Conn, *http.Response, error) {
+//		return websocket.Dial(ctx, "wss://example.com/feed", &websocket.DialOptions{...})
+//	}
+//
+// It is called once per attempt, with a ctx that ends after the dial
+// timeout or on Close. On a failed handshake it should return the
+// *http.Response, as websocket.Dial does, so that the status and
+// Retry-After can be classified.
+type DialFunc func(ctx context.Context) (*websocket.Conn, *http.Response, error)
+
+// readAhead is how many whole messages the read pump may hold for Read.
+// It lets the pump read the next message while the application works on
+// this one, and bounds the memory a slow reader pins.
+const readAhead = 8
+
+// State is a Conn's connection state.
+type State int32
+
+const (
+	// StateConnecting: no connection is up; dialling or waiting to.
+	StateConnecting State = iota
+	// StateConnected: a connection is up and serving Read and Write.
+	StateConnected
+	// StateClosed: Close or CloseNow was called, or the policy stopped.
+	StateClosed
+)
+
+func (s State) String() string {
+	switch s {
+	case StateConnecting:
+		return "connecting"
+	case StateConnected:
+		return "connected"
+	case StateClosed:
+		return "closed"
+	}
+	return fmt.Sprintf("State(%d)", int32(s))
+}
+
+type message struct {
+	typ  websocket.MessageType
+	data []byte
+}
+
+// Conn is a WebSocket connection that redials when it drops. Read and Write
+// keep working across reconnects. All methods are safe for concurrent use.
+type Conn struct {
+	cfg  config
+	dial DialFunc
+
+	ctx    context.Context // ends on Close: bounds dials and OnConnect
+	cancel context.CancelFunc
+
+	closing chan struct{} // closed by Close/CloseNow
+	stopped chan struct{} // closed when the Conn has ended, for any reason
+	done    chan struct{} // closed when the supervisor has returned
+	first   chan error    // the outcome of the first connection, for Dial
+
+	msgs chan message // read pumps → Read, in order
+
+	cur        atomic.Pointer[session] // the live session, for Write's fast path
+	inCallback atomic.Bool
+
+	mu          sync.Mutex
+	state       State
+	sess        *session      // the published session, or nil
+	changed     chan struct{} // closed and replaced on every change of sess or state
+	closeOnce   bool
+	graceful    bool
+	closeCode   websocket.StatusCode
+	closeReason string
+	closeErr    error
+	stopErr     error // why the Conn ended when the policy stopped it
+	firstSent   bool
+}
+
+// Dial starts a Conn and returns once its first connection is up (after
+// OnConnect). Transient failures before that are retried on the schedules,
+// bounded by ctx; a failure the policy stops on (a 401, a 1008) is returned
+// at once as a *StopError. ctx bounds only the first connection, as with
+// websocket.Dial; later reconnects run until Close.
+func Dial(ctx context.Context, dial DialFunc, opts ...Option) (*Conn, error) {
+	if dial == nil {
+		return nil, errors.New("wsreconnect: nil DialFunc")
+	}
+	cfg := defaultConfig()
+	for _, o := range opts {
+		if o == nil {
+			cfg.fail("nil Option")
+			continue
+		}
+		o.apply(&cfg)
+	}
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	c := &Conn{
+		cfg:     cfg,
+		dial:    dial,
+		closing: make(chan struct{}),
+		stopped: make(chan struct{}),
+		done:    make(chan struct{}),
+		first:   make(chan error, 1),
+		msgs:    make(chan message, readAhead),
+		changed: make(chan struct{}),
+	}
+	c.ctx, c.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	go c.run()
+
+	select {
+	case err := <-c.first:
+		if err != nil {
+			<-c.done
+			return nil, err
+		}
+		return c, nil
+	case <-ctx.Done():
+		_ = c.CloseNow()
+		return nil, fmt.Errorf("wsreconnect: dial: %w", context.Cause(ctx))
+	}
+}
+
+// State returns the connection state at this instant.
+func (c *Conn) State() State {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.state
+}
+
+// Read returns the next whole message. Messages arrive in order and are
+// never duplicated by the Conn; Read keeps working across reconnects.
+// ctx bounds this call only: when it ends, Read returns its error and the
+// connection is unaffected. After Close or CloseNow, Read returns ErrClosed,
+// even when messages were still buffered. After the policy stopped, Read
+// returns the messages that had arrived, then a *StopError.
+//
+// The Conn reads ahead a few messages; while they wait for Read the
+// connection is not read, so a peer's pong cannot be seen and the
+// heartbeat pauses. Call Read for as long as the server may send data.
+func (c *Conn) Read(ctx context.Context) (websocket.MessageType, []byte, error) {
+	select {
+	case <-c.closing:
+		return 0, nil, ErrClosed
+	case m := <-c.msgs:
+		return m.typ, m.data, nil
+	default:
+	}
+	select {
+	case <-c.closing:
+		return 0, nil, ErrClosed
+	case m := <-c.msgs:
+		return m.typ, m.data, nil
+	case <-c.stopped:
+		select {
+		case m := <-c.msgs:
+			return m.typ, m.data, nil
+		default:
+			return 0, nil, c.endErr()
+		}
+	case <-ctx.Done():
+		return 0, nil, ctx.Err()
+	}
+}
+
+// Write writes a whole message. While the Conn is reconnecting, Write waits
+// for the next connection, bounded by ctx. It returns nil only when the whole
+// message was written to a live connection; otherwise an error, and the
+// message may or may not have reached the peer.
+//
+// ctx is passed to websocket.Conn.Write: if it ends while the message is
+// being written, coder/websocket closes that connection (a half-written
+// frame cannot be taken back) and the Conn reconnects.
+func (c *Conn) Write(ctx context.Context, typ websocket.MessageType, p []byte) error {
+	if s := c.cur.Load(); s != nil {
+		return s.write(ctx, typ, p)
+	}
+	for {
+		c.mu.Lock()
+		s, ch, state := c.sess, c.changed, c.state
+		c.mu.Unlock()
+		if state == StateClosed {
+			return c.endErr()
+		}
+		if s != nil && !s.dead.Load() {
+			return s.write(ctx, typ, p)
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("wsreconnect: write: waiting for a connection: %w", ctx.Err())
+		}
+	}
+}
+
+// Close ends the Conn: it closes the current connection with a close
+// handshake carrying code and reason, stops reconnecting, and returns once
+// every goroutine of the Conn has ended. The handshake follows
+// websocket.Conn.Close, which waits up to 5 s for the write and 5 s for the
+// peer's close frame; on a peer that may be dead, CloseNow returns sooner.
+// Blocked Read and Write calls return ErrClosed; no callback fires after
+// Close returns. Close is idempotent.
+//
+// code must be one a close frame may carry (1000-1003, 1007-1014,
+// 3000-4999) and reason at most 123 bytes of UTF-8; otherwise the Conn is
+// closed as by CloseNow and Close returns an error saying why.
+//
+// Called from inside an OnConnect or OnDisconnect function, Close does not
+// wait: the Conn ends as soon as that function returns.
+func (c *Conn) Close(code websocket.StatusCode, reason string) error {
+	if err := validCloseFrame(code, reason); err != nil {
+		_ = c.shutdown(false, 0, "")
+		return err
+	}
+	return c.shutdown(true, code, reason)
+}
+
+// CloseNow ends the Conn at once, without a close handshake: it stops
+// reconnecting, closes the current connection and returns once every
+// goroutine of the Conn has ended (see Close for calls from a callback).
+// It is idempotent.
+func (c *Conn) CloseNow() error {
+	return c.shutdown(false, 0, "")
+}
+
+func (c *Conn) shutdown(graceful bool, code websocket.StatusCode, reason string) error {
+	c.mu.Lock()
+	first := !c.closeOnce
+	if first {
+		c.closeOnce = true
+		c.graceful, c.closeCode, c.closeReason = graceful, code, reason
+		close(c.closing)
+	}
+	c.mu.Unlock()
+	c.cancel()
+	if c.inCallback.Load() {
+		return nil
+	}
+	<-c.done
+	if !first {
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closeErr != nil {
+		return fmt.Errorf("wsreconnect: close: %w", c.closeErr)
+	}
+	return nil
+}
+
+func validCloseFrame(code websocket.StatusCode, reason string) error {
+	switch {
+	case code == websocket.StatusNoStatusRcvd, code == websocket.StatusAbnormalClosure,
+		code == websocket.StatusTLSHandshake, code == 1004,
+		code < websocket.StatusNormalClosure,
+		code > websocket.StatusBadGateway && code < 3000,
+		code > 4999:
+		return fmt.Errorf("wsreconnect: close code %d may not be sent; closed without a close frame", int(code))
+	case len(reason) > 123:
+		return fmt.Errorf("wsreconnect: close reason of %d bytes exceeds 123; closed without a close frame", len(reason))
+	case !utf8.ValidString(reason):
+		return errors.New("wsreconnect: close reason is not valid UTF-8; closed without a close frame")
+	}
+	return nil
+}
+
+func (c *Conn) isClosing() bool {
+	select {
+	case <-c.closing:
+		return true
+	default:
+		return false
+	}
+}
+
+func (c *Conn) logger() *slog.Logger { return c.cfg.logger }
+
+// endErr is the error Read and Write return once the Conn has ended.
+func (c *Conn) endErr() error {
+	if c.isClosing() {
+		return ErrClosed
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.stopErr != nil {
+		return c.stopErr
+	}
+	return ErrClosed
+}
+
+// broadcastLocked wakes every Write waiting for a change. c.mu must be held.
+func (c *Conn) broadcastLocked() {
+	close(c.changed)
+	c.changed = make(chan struct{})
+}
+
+// publish makes s the live session and starts serving it.
+func (c *Conn) publish(s *session) {
+	c.mu.Lock()
+	c.sess = s
+	c.state = StateConnected
+	c.cur.Store(s)
+	c.broadcastLocked()
+	if !c.firstSent {
+		c.firstSent = true
+		c.first <- nil
+	}
+	c.mu.Unlock()
+	s.start()
+}
+
+// unpublish retires s after it ended; Writes wait for the next session.
+func (c *Conn) unpublish(s *session) {
+	c.cur.CompareAndSwap(s, nil)
+	c.mu.Lock()
+	c.sess = nil
+	c.state = StateConnecting
+	c.broadcastLocked()
+	c.mu.Unlock()
+}
+
+// recordDisconnect lets Dial return a final failure before the first
+// connection.
+func (c *Conn) recordDisconnect(d Disconnect) {
+	if d.Reconnect {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.firstSent {
+		c.firstSent = true
+		c.first <- &StopError{Disconnect: d}
+	}
+}
+
+// finish marks the Conn ended: stopErr is the policy's reason, or nil after
+// Close.
+func (c *Conn) finish(stopErr error) {
+	c.cur.Store(nil)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.sess = nil
+	c.state = StateClosed
+	if stopErr != nil {
+		c.stopErr = stopErr
+	}
+	if !c.firstSent {
+		c.firstSent = true
+		if stopErr == nil {
+			stopErr = ErrClosed
+		}
+		c.first <- stopErr
+	}
+	c.broadcastLocked()
+	close(c.stopped)
+}
+
+// End reasons of a session, by priority: a close frame the reader saw wins
+// over everything; a heartbeat timeout over the errors its forced close
+// causes; an error from the peer (EOF, reset) over a write error; and any of
+// them over the "use of closed connection" errors that our own CloseNow
+// causes. Among equals the first wins.
+const (
+	endLocal = iota
+	endWrite
+	endRead
+	endHeartbeat
+	endCloseFrame
+)
+
+// session is one live connection: the read pump that owns reading, the
+// heartbeat, and the reason it ended. The supervisor creates it, starts the
+// pump and waits for it.
+type session struct {
+	c        *Conn
+	ws       *websocket.Conn
+	born     time.Time
+	pumpDone chan struct{}
+	hb       heartbeat
+
+	// lastActivity is when a frame last arrived, or when the pump last
+	// resumed reading, in nanoseconds since born.
+	lastActivity atomic.Int64
+	// parked is set while the pump waits for Read to take a message: the
+	// connection is not being read, so a pong could not be seen. parks
+	// counts the times it happened.
+	parked atomic.Bool
+	parks  atomic.Uint64
+	// dead is set once any end reason is recorded: Write stops using it.
+	dead atomic.Bool
+
+	mu      sync.Mutex
+	endKind int
+	err     error
+
+	scratch []byte // the pump's read buffer
+}
+
+func newSession(c *Conn, ws *websocket.Conn) *session {
+	s := &session{c: c, ws: ws, born: time.Now(), pumpDone: make(chan struct{})}
+	s.hb.init(s, c.cfg.hbInterval, c.cfg.hbTimeout)
+	return s
+}
+
+func (s *session) start() {
+	go s.pump()
+	s.hb.start()
+}
+
+func (s *session) now() int64 { return int64(time.Since(s.born)) }
+
+func (s *session) touch() { s.lastActivity.Store(s.now()) }
+
+func (s *session) uptime() time.Duration { return time.Since(s.born) }
+
+// setEnd records why the session ended; see the end* priorities.
+func (s *session) setEnd(kind int, err error) {
+	s.dead.Store(true)
+	s.c.cur.CompareAndSwap(s, nil)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err == nil || kind > s.endKind {
+		s.endKind, s.err = kind, err
+	}
+}
+
+func (s *session) endErr() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.err
+}
+
+// pump reads whole messages and hands them to Read, in order, until the
+// connection ends. It always reads with a context that never ends:
+// coder/websocket closes a connection whose read context ends.
+func (s *session) pump() {
+	defer close(s.pumpDone)
+	for {
+		typ, data, err := s.readMessage()
+		if err != nil {
+			kind := endRead
+			switch {
+			case websocket.CloseStatus(err) != -1:
+				kind = endCloseFrame
+			case errors.Is(err, net.ErrClosed):
+				kind = endLocal
+			}
+			s.setEnd(kind, err)
+			// EOF, reset and broken pipe leave the websocket.Conn open.
+			_ = s.ws.CloseNow()
+			return
+		}
+		if !s.deliver(message{typ, data}) {
+			return
+		}
+	}
+}
+
+// readMessage reads one whole message, marking activity as each piece of it
+// arrives so that a long message on a slow link is not mistaken for silence.
+func (s *session) readMessage() (websocket.MessageType, []byte, error) {
+	typ, r, err := s.ws.Reader(context.Background())
+	if err != nil {
+		return 0, nil, err
+	}
+	s.touch()
+	buf := s.scratch[:0]
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if n > 0 {
+			s.touch()
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return 0, nil, err
+		}
+	}
+	if cap(buf) <= maxScratch {
+		s.scratch = buf[:0]
+	} else {
+		s.scratch = nil
+	}
+	return typ, bytes.Clone(buf), nil
+}
+
+// maxScratch bounds the read buffer a session keeps between messages.
+const maxScratch = 64 << 10
+
+// deliver hands m to Read. It reports false when the Conn is closing.
+func (s *session) deliver(m message) bool {
+	select {
+	case s.c.msgs <- m:
+		return true
+	default:
+	}
+	s.parks.Add(1)
+	s.parked.Store(true)
+	defer func() {
+		s.parked.Store(false)
+		// The idle clock restarts now: while parked nothing could be read.
+		s.touch()
+	}()
+	select {
+	case s.c.msgs <- m:
+		return true
+	case <-s.c.closing:
+		return false
+	}
+}
+
+func (s *session) write(ctx context.Context, typ websocket.MessageType, p []byte) error {
+	err := s.ws.Write(ctx, typ, p)
+	if err == nil {
+		return nil
+	}
+	if ctx.Err() == nil {
+		// A broken pipe or reset: the connection is gone, but a write
+		// error does not close a websocket.Conn. If ctx ended instead,
+		// coder/websocket closed the connection itself when the frame was
+		// half written, or left it healthy when the write never started.
+		s.setEnd(endWrite, err)
+		_ = s.ws.CloseNow()
+	} else {
+		s.recordWriteTimeout(err)
+	}
+	return fmt.Errorf("wsreconnect: write: %w", err)
+}
+
+// recordWriteTimeout keeps a timed-out write as the reason, in case
+// coder/websocket closed the connection for it; it does not mark the
+// session dead, since the connection may be healthy.
+func (s *session) recordWriteTimeout(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err == nil {
+		s.endKind, s.err = endWrite, err
+	}
+}

@@ -1,0 +1,2 @@
+// Package wsreconnect keeps a WebSocket connection up.
+package wsreconnect

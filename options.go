@@ -1,0 +1,246 @@
+package wsreconnect
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	"github.com/coder/websocket"
+)
+
+// Defaults of the options. Each option's doc comment repeats its default and
+// states its valid range.
+const (
+	DefaultInitialDelay      = 1 * time.Second
+	DefaultMaxDelay          = 30 * time.Second
+	DefaultStableUptime      = 10 * time.Second
+	DefaultDialTimeout       = 10 * time.Second
+	DefaultMaxRetryAfter     = 5 * time.Minute
+	DefaultHeartbeatInterval = 20 * time.Second
+	DefaultHeartbeatTimeout  = 10 * time.Second
+
+	// minOverloadDelay is the floor of the overload schedule (1013, 429,
+	// 503): a server that says it is overloaded gets at least a second.
+	minOverloadDelay = 1 * time.Second
+	// minHeartbeat is the smallest accepted heartbeat interval and timeout.
+	minHeartbeat = 10 * time.Millisecond
+	// maxDuration bounds every duration option; anything longer is a
+	// mistake (a unit error), not a schedule.
+	maxDuration = 24 * time.Hour
+)
+
+// An Option configures a Conn. Options are applied in order by Dial, then
+// validated together: an invalid value is an error from Dial.
+type Option interface {
+	apply(*config)
+}
+
+type optionFunc func(*config)
+
+func (f optionFunc) apply(c *config) { f(c) }
+
+type config struct {
+	onConnect    func(context.Context, *websocket.Conn) error
+	onDisconnect func(Disconnect)
+	policy       Policy
+	newBackOff   func() backoff.BackOff
+	logger       *slog.Logger
+
+	initialDelay  time.Duration
+	maxDelay      time.Duration
+	stableUptime  time.Duration
+	dialTimeout   time.Duration
+	maxRetryAfter time.Duration
+
+	hbInterval time.Duration
+	hbTimeout  time.Duration
+
+	errs []error // problems found while applying options
+}
+
+func defaultConfig() config {
+	return config{
+		policy:        DefaultPolicy,
+		logger:        slog.New(slog.DiscardHandler),
+		initialDelay:  DefaultInitialDelay,
+		maxDelay:      DefaultMaxDelay,
+		stableUptime:  DefaultStableUptime,
+		dialTimeout:   DefaultDialTimeout,
+		maxRetryAfter: DefaultMaxRetryAfter,
+		hbInterval:    DefaultHeartbeatInterval,
+		hbTimeout:     DefaultHeartbeatTimeout,
+	}
+}
+
+func (c *config) fail(format string, args ...any) {
+	c.errs = append(c.errs, fmt.Errorf("wsreconnect: "+format, args...))
+}
+
+// validate checks the options together, after all have been applied.
+func (c *config) validate() error {
+	checkRange := func(name string, d, lo time.Duration) {
+		if d < lo || d > maxDuration {
+			c.fail("%s %v out of range [%v, %v]", name, d, lo, maxDuration)
+		}
+	}
+	checkRange("initial delay", c.initialDelay, time.Millisecond)
+	checkRange("max delay", c.maxDelay, time.Millisecond)
+	if c.initialDelay > c.maxDelay {
+		c.fail("initial delay %v exceeds max delay %v", c.initialDelay, c.maxDelay)
+	}
+	checkRange("stable uptime", c.stableUptime, time.Millisecond)
+	checkRange("dial timeout", c.dialTimeout, time.Millisecond)
+	checkRange("max Retry-After", c.maxRetryAfter, 0)
+	if c.hbInterval != 0 {
+		checkRange("heartbeat interval", c.hbInterval, minHeartbeat)
+		checkRange("heartbeat timeout", c.hbTimeout, minHeartbeat)
+	}
+	return errors.Join(c.errs...)
+}
+
+// WithOnConnect sets a function that runs on each new connection, before
+// Read and Write resume on it: authenticate, resubscribe. It may read and
+// write ws directly; nothing else reads ws while it runs. ctx ends after the
+// dial timeout (see WithDialTimeout) or when the Conn is closed.
+//
+// An error counts as a failed attempt: the connection is dropped and the
+// policy decides, with Disconnect.Err wrapping the error. Return an error
+// that wraps a websocket.CloseError to have it classified by that code (a
+// websocket.CloseError{Code: websocket.StatusPolicyViolation} stops under
+// DefaultPolicy). Default: none.
+func WithOnConnect(fn func(ctx context.Context, ws *websocket.Conn) error) Option {
+	return optionFunc(func(c *config) {
+		if fn == nil {
+			c.fail("WithOnConnect: nil function")
+		}
+		c.onConnect = fn
+	})
+}
+
+// WithOnDisconnect sets a function told of each lost connection and each
+// failed attempt, with the decision taken (Disconnect.Reconnect and
+// Disconnect.Delay). It runs on the Conn's supervisor goroutine: while it
+// runs, no reconnect happens, so keep it short. It may call Close or
+// CloseNow. It is never called after Close or CloseNow has returned, and is
+// not called for the connection that Close or CloseNow ended. Default: none.
+func WithOnDisconnect(fn func(Disconnect)) Option {
+	return optionFunc(func(c *config) {
+		if fn == nil {
+			c.fail("WithOnDisconnect: nil function")
+		}
+		c.onDisconnect = fn
+	})
+}
+
+// WithPolicy replaces the decision taken for each Disconnect. A policy
+// usually handles the cases it cares about and falls back to DefaultPolicy:
+//
+//	wsreconnect.WithPolicy(func(d wsreconnect.Disconnect) wsreconnect.Decision {
+//		if d.Code == 4001 { // our server: "token expired"
+//			return wsreconnect.Stop
+//		}
+//		return wsreconnect.DefaultPolicy(d)
+//	})
+//
+// Default: DefaultPolicy.
+func WithPolicy(p Policy) Option {
+	return optionFunc(func(c *config) {
+		if p == nil {
+			c.fail("WithPolicy: nil policy")
+		}
+		c.policy = p
+	})
+}
+
+// WithInitialDelay sets the base of the standard schedule: the first retry
+// waits a random time in [0, d), the next in [d, 2d), then [2d, 4d), and so
+// on up to the max delay. Default 1 s (DefaultInitialDelay); valid range
+// 1 ms to the max delay.
+func WithInitialDelay(d time.Duration) Option {
+	return optionFunc(func(c *config) { c.initialDelay = d })
+}
+
+// WithMaxDelay caps the delay actually slept before a retry, jitter
+// included, on both schedules. A Retry-After hint may exceed it, up to
+// WithMaxRetryAfter. Default 30 s (DefaultMaxDelay); valid range 1 ms to 24 h,
+// and at least the initial delay. The overload schedule never waits less
+// than 1 s, even when the max delay is lower.
+func WithMaxDelay(d time.Duration) Option {
+	return optionFunc(func(c *config) { c.maxDelay = d })
+}
+
+// WithStableUptime sets how long a connection must stay up before its end
+// resets the schedules and the attempt count. A connection that ends sooner
+// counts as one more failed attempt, so a server that accepts and drops at
+// once is not hammered. Default 10 s (DefaultStableUptime); valid range
+// 1 ms to 24 h.
+func WithStableUptime(d time.Duration) Option {
+	return optionFunc(func(c *config) { c.stableUptime = d })
+}
+
+// WithDialTimeout bounds each dial attempt, and separately each run of the
+// OnConnect function: a handshake that never completes is a failed attempt.
+// Default 10 s (DefaultDialTimeout); valid range 1 ms to 24 h.
+func WithDialTimeout(d time.Duration) Option {
+	return optionFunc(func(c *config) { c.dialTimeout = d })
+}
+
+// WithMaxRetryAfter bounds how long a server's Retry-After header can make
+// the client wait. Retry-After is honoured as a floor on 429 and 503 (and
+// any handshake status the policy retries); larger, negative or malformed
+// values never make the client wait longer than this. 0 ignores Retry-After.
+// Default 5 min (DefaultMaxRetryAfter); valid range 0 to 24 h.
+func WithMaxRetryAfter(d time.Duration) Option {
+	return optionFunc(func(c *config) { c.maxRetryAfter = d })
+}
+
+// WithBackOff replaces the standard schedule with one from backoff/v4. The
+// function is called once per Conn (a backoff.BackOff is not safe for
+// concurrent use). The delays it returns are capped by the max delay;
+// backoff.Stop stops reconnecting, so
+//
+//	wsreconnect.WithBackOff(func() backoff.BackOff {
+//		return backoff.WithMaxRetries(wsreconnect.NewBackOff(time.Second, 30*time.Second), 10)
+//	})
+//
+// gives up after ten consecutive failures. The schedule is Reset after a
+// stable connection. Beware backoff.NewExponentialBackOff's MaxElapsedTime
+// of 15 minutes: after it, the client stops for good. Default: NewBackOff
+// with the initial and max delays.
+func WithBackOff(newBackOff func() backoff.BackOff) Option {
+	return optionFunc(func(c *config) {
+		if newBackOff == nil {
+			c.fail("WithBackOff: nil function")
+		}
+		c.newBackOff = newBackOff
+	})
+}
+
+// WithHeartbeat sets the dead-peer detection: when nothing has arrived for
+// interval, the Conn sends a ping; if neither the pong nor any other frame
+// arrives within timeout, the connection is closed at once and reported as
+// code 1006 with Err wrapping ErrHeartbeatTimeout. An interval of 0
+// disables the heartbeat. Otherwise interval and timeout must be between
+// 10 ms and 24 h. Default 20 s and 10 s: below the common 30 to 60 s idle
+// limits of NATs and load balancers.
+func WithHeartbeat(interval, timeout time.Duration) Option {
+	return optionFunc(func(c *config) {
+		c.hbInterval = interval
+		c.hbTimeout = timeout
+	})
+}
+
+// WithLogger sets the logger for connects, disconnects and decisions, with
+// the attributes code, reason, http_status, attempt, delay and err.
+// Default: silent.
+func WithLogger(l *slog.Logger) Option {
+	return optionFunc(func(c *config) {
+		if l == nil {
+			c.fail("WithLogger: nil logger")
+		}
+		c.logger = l
+	})
+}

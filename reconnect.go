@@ -1,0 +1,288 @@
+package wsreconnect
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	"github.com/coder/websocket"
+)
+
+// NewBackOff returns the standard schedule as a backoff/v4 BackOff:
+// exponential with jitter, each delay drawn uniformly from a window that
+// doubles: [0, initial) for the first retry, then [initial, 2·initial),
+// [2·initial, 4·initial), … The first window spreads clients dropped
+// together uniformly (RFC 6455 §7.2.3); the later windows never overlap, so
+// the delays of a flapping server only grow. Once the window reaches max it
+// stays [max/2, max): max bounds the delay actually slept, jitter included,
+// and attempts are unlimited (no MaxElapsedTime). It panics if initial or
+// max is not positive; it is not safe for concurrent use.
+func NewBackOff(initial, max time.Duration) backoff.BackOff {
+	if initial <= 0 || max <= 0 {
+		panic("wsreconnect: NewBackOff: delays must be positive")
+	}
+	return &windowBackOff{base: initial, max: max, fromZero: true}
+}
+
+// windowBackOff draws the n-th delay uniformly from [lo, hi) where
+// hi = base·2^(n-1) capped at max and lo = hi/2 (0 for the first delay of
+// a fromZero schedule).
+type windowBackOff struct {
+	base, max time.Duration
+	fromZero  bool
+	n         int
+}
+
+func (b *windowBackOff) Reset() { b.n = 0 }
+
+func (b *windowBackOff) NextBackOff() time.Duration {
+	b.n++
+	hi := b.max
+	if shift := b.n - 1; shift < 62 && b.base <= b.max>>shift {
+		hi = b.base << shift
+	}
+	if !b.fromZero {
+		// The overload schedule starts at [base, 2·base).
+		hi = min(2*hi, b.max)
+	}
+	lo := hi / 2
+	if b.fromZero && b.n == 1 {
+		lo = 0
+	}
+	return lo + rand.N(hi-lo+1)
+}
+
+// schedules holds a Conn's two schedules. It is owned by the supervisor.
+type schedules struct {
+	std           backoff.BackOff
+	overload      windowBackOff
+	maxDelay      time.Duration
+	maxRetryAfter time.Duration
+}
+
+func newSchedules(cfg *config) *schedules {
+	s := &schedules{
+		maxDelay:      cfg.maxDelay,
+		maxRetryAfter: cfg.maxRetryAfter,
+		overload: windowBackOff{
+			base: max(minOverloadDelay, cfg.initialDelay),
+			max:  max(minOverloadDelay, cfg.maxDelay),
+		},
+	}
+	if cfg.newBackOff != nil {
+		s.std = cfg.newBackOff()
+	}
+	if s.std == nil {
+		s.std = NewBackOff(cfg.initialDelay, cfg.maxDelay)
+	}
+	return s
+}
+
+func (s *schedules) reset() {
+	s.std.Reset()
+	s.overload.Reset()
+}
+
+// next returns the delay before the next attempt, or false to stop.
+func (s *schedules) next(dec Decision, retryAfter time.Duration) (time.Duration, bool) {
+	var delay time.Duration
+	switch dec {
+	case Retry:
+		delay = s.std.NextBackOff()
+		if delay == backoff.Stop {
+			return 0, false
+		}
+		delay = min(max(delay, 0), s.maxDelay)
+	case RetryOverload:
+		delay = s.overload.NextBackOff()
+	default:
+		return 0, false
+	}
+	if retryAfter > 0 && delay < retryAfter {
+		// Never sooner than the server asked, but spread by up to a tenth
+		// so that clients refused together do not return together.
+		delay = min(retryAfter+rand.N(retryAfter/10+1), s.maxRetryAfter)
+		delay = max(delay, retryAfter)
+	}
+	return delay, true
+}
+
+// run is the supervisor: the one goroutine per Conn that dials, runs each
+// connection until it ends, classifies the end and waits before the next
+// attempt. It owns every connection and the goroutines serving it.
+func (c *Conn) run() {
+	defer close(c.done)
+	sched := newSchedules(&c.cfg)
+	attempt := 0
+	for {
+		d := c.connectOnce()
+		if c.isClosing() {
+			c.finish(nil)
+			return
+		}
+		if d.Uptime >= c.cfg.stableUptime {
+			attempt = 0
+			sched.reset()
+		}
+		attempt++
+		d.Attempt = attempt
+		d.Decision = c.cfg.policy(d)
+		d.Delay, d.Reconnect = sched.next(d.Decision, d.RetryAfter)
+		if !d.Reconnect {
+			d.Decision, d.Delay = Stop, 0
+		}
+		c.recordDisconnect(d)
+		c.logDisconnect(d)
+		if c.cfg.onDisconnect != nil && !c.isClosing() {
+			c.inCallback.Store(true)
+			c.cfg.onDisconnect(d)
+			c.inCallback.Store(false)
+		}
+		if !d.Reconnect {
+			c.finish(&StopError{Disconnect: d})
+			return
+		}
+		if !c.sleep(d.Delay) {
+			c.finish(nil)
+			return
+		}
+	}
+}
+
+// sleep waits d, or until Close; it reports whether to go on.
+func (c *Conn) sleep(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return !c.isClosing()
+	case <-c.closing:
+		return false
+	}
+}
+
+// connectOnce dials, runs OnConnect, then serves the connection until it
+// ends. It returns what ended the attempt or the connection.
+func (c *Conn) connectOnce() Disconnect {
+	ws, err := c.dialAttempt()
+	if err != nil {
+		return *err
+	}
+	s := newSession(c, ws)
+	c.publish(s)
+	c.logger().LogAttrs(context.Background(), slog.LevelInfo, "wsreconnect: connected")
+
+	select {
+	case <-s.pumpDone:
+	case <-c.closing:
+	}
+	if c.isClosing() {
+		c.shutdownSession(s)
+		return Disconnect{Err: ErrClosed}
+	}
+	s.hb.stop()
+	_ = ws.CloseNow()
+	s.hb.wait()
+	c.unpublish(s)
+	d := connEnd(s.endErr())
+	d.Uptime = max(s.uptime(), time.Nanosecond)
+	return d
+}
+
+// dialAttempt dials once and runs OnConnect; on failure it returns the
+// Disconnect describing it.
+func (c *Conn) dialAttempt() (*websocket.Conn, *Disconnect) {
+	ctx, cancel := context.WithTimeout(c.ctx, c.cfg.dialTimeout)
+	ws, resp, err := c.dial(ctx)
+	cancel()
+	if err == nil && ws == nil {
+		err = errors.New("wsreconnect: DialFunc returned neither a connection nor an error")
+	}
+	if err != nil {
+		if ws != nil {
+			_ = ws.CloseNow()
+		}
+		if errors.Is(err, context.DeadlineExceeded) && c.ctx.Err() == nil {
+			err = fmt.Errorf("wsreconnect: dial timed out after %v: %w", c.cfg.dialTimeout, err)
+		}
+		d := dialEnd(err, resp, time.Now(), c.cfg.maxRetryAfter)
+		return nil, &d
+	}
+	if c.cfg.onConnect == nil {
+		return ws, nil
+	}
+	ctx, cancel = context.WithTimeout(c.ctx, c.cfg.dialTimeout)
+	err = c.callOnConnect(ctx, ws)
+	cancel()
+	if err != nil {
+		_ = ws.CloseNow()
+		d := Disconnect{Err: fmt.Errorf("wsreconnect: OnConnect: %w", err)}
+		var ce websocket.CloseError
+		if errors.As(err, &ce) {
+			d.Code, d.Reason = ce.Code, ce.Reason
+		}
+		return nil, &d
+	}
+	return ws, nil
+}
+
+func (c *Conn) callOnConnect(ctx context.Context, ws *websocket.Conn) error {
+	c.inCallback.Store(true)
+	defer c.inCallback.Store(false)
+	return c.cfg.onConnect(ctx, ws)
+}
+
+// shutdownSession ends a live session on Close: gracefully with the
+// caller's code, or at once.
+func (c *Conn) shutdownSession(s *session) {
+	s.hb.stop()
+	c.mu.Lock()
+	graceful, code, reason := c.graceful, c.closeCode, c.closeReason
+	c.mu.Unlock()
+	var err error
+	if graceful {
+		err = s.ws.Close(code, reason)
+	}
+	_ = s.ws.CloseNow()
+	s.hb.wait()
+	<-s.pumpDone
+	c.mu.Lock()
+	c.closeErr = err
+	c.mu.Unlock()
+}
+
+func (c *Conn) logDisconnect(d Disconnect) {
+	level := slog.LevelWarn
+	if !d.Reconnect {
+		level = slog.LevelError
+	}
+	attrs := []slog.Attr{
+		slog.Int("code", int(d.Code)),
+		slog.String("reason", d.Reason),
+		slog.Int("http_status", d.HTTPStatus),
+		slog.Int("attempt", d.Attempt),
+		slog.String("decision", d.Decision.String()),
+		slog.Duration("delay", d.Delay),
+	}
+	if d.Err != nil {
+		attrs = append(attrs, slog.String("err", d.Err.Error()))
+	}
+	c.logger().LogAttrs(context.Background(), level, "wsreconnect: disconnected", attrs...)
+}
+
+// StopError is returned by Read and Write after the policy decided to stop.
+// It unwraps to Disconnect.Err, so websocket.CloseStatus reports the close
+// code that ended the Conn.
+type StopError struct {
+	Disconnect Disconnect
+}
+
+func (e *StopError) Error() string {
+	return "wsreconnect: stopped reconnecting after " + e.Disconnect.String()
+}
+
+func (e *StopError) Unwrap() error { return e.Disconnect.Err }
