@@ -28,6 +28,19 @@ func NewBackOff(initial, max time.Duration) backoff.BackOff {
 	return &windowBackOff{base: initial, max: max, fromZero: true}
 }
 
+// NewOverloadBackOff returns the overload schedule (1013, 429, 503) as a
+// backoff/v4 BackOff: the n-th delay is drawn uniformly from
+// [min·2^(n-1), min·2^n), so each delay is at least twice the previous
+// floor, until the window reaches max, where it stays [max/2, max]. A Conn
+// uses min = max(1 s, initial delay). It panics if min or max is not
+// positive; it is not safe for concurrent use.
+func NewOverloadBackOff(min, max time.Duration) backoff.BackOff {
+	if min <= 0 || max <= 0 {
+		panic("wsreconnect: NewOverloadBackOff: delays must be positive")
+	}
+	return &windowBackOff{base: min, max: max}
+}
+
 // windowBackOff draws the n-th delay uniformly from [lo, hi) where
 // hi = base·2^(n-1) capped at max and lo = hi/2 (0 for the first delay of
 // a fromZero schedule).
