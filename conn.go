@@ -438,6 +438,11 @@ func (s *session) uptime() time.Duration { return time.Since(s.born) }
 func (s *session) setEnd(kind int, err error) {
 	s.dead.Store(true)
 	s.c.cur.CompareAndSwap(s, nil)
+	s.recordEnd(kind, err)
+}
+
+// recordEnd keeps err as the reason if it outranks the one recorded.
+func (s *session) recordEnd(kind int, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.err == nil || kind > s.endKind {
@@ -548,18 +553,10 @@ func (s *session) write(ctx context.Context, typ websocket.MessageType, p []byte
 		s.setEnd(endWrite, err)
 		_ = s.ws.CloseNow()
 	} else {
-		s.recordWriteTimeout(err)
+		// Keep it as the reason in case coder/websocket closed the
+		// connection for it, without marking the session dead: the
+		// connection may be healthy.
+		s.recordEnd(endWrite, err)
 	}
 	return fmt.Errorf("wsreconnect: write: %w", err)
-}
-
-// recordWriteTimeout keeps a timed-out write as the reason, in case
-// coder/websocket closed the connection for it; it does not mark the
-// session dead, since the connection may be healthy.
-func (s *session) recordWriteTimeout(err error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.err == nil {
-		s.endKind, s.err = endWrite, err
-	}
 }

@@ -90,20 +90,22 @@ func (hb *heartbeat) check() time.Duration {
 	sent := s.now()
 	ctx, cancel := context.WithTimeout(context.Background(), hb.timeout)
 	err := s.ws.Ping(ctx)
-	timedOut := ctx.Err() != nil
 	cancel()
 	switch {
 	case err == nil:
 		s.touch()
 		return hb.interval
-	case !timedOut:
-		// The connection is closed; the pump reports why.
+	case s.dead.Load():
+		// The pump or a writer saw the connection end and reports why.
 		return hb.interval
 	case s.lastActivity.Load() >= sent, s.parks.Load() != parks, s.parked.Load():
 		// Something arrived, or the pump left ws.Read while we waited: the
 		// missing pong proves nothing.
 		return hb.interval
 	}
+	// No pong in time, or the ping could not even be written in time
+	// (coder/websocket gives a control frame at most 5 s, then closes the
+	// connection): the peer is gone.
 	hb.mu.Lock()
 	stopped := hb.stopped
 	hb.mu.Unlock()

@@ -44,6 +44,7 @@ type Server struct {
 	ctx     context.Context
 	cancel  context.CancelFunc
 	times   []time.Time
+	pings   []time.Time
 
 	// Attempts counts handshake requests, Accepted accepted connections.
 	Attempts atomic.Int64
@@ -67,6 +68,13 @@ func (s *Server) AttemptTimes() []time.Time {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([]time.Time(nil), s.times...)
+}
+
+// PingTimes returns when each ping from a client arrived.
+func (s *Server) PingTimes() []time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]time.Time(nil), s.pings...)
 }
 
 // SetScript replaces the rest of the script.
@@ -114,6 +122,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{
 		OnPingReceived: func(context.Context, []byte) bool {
 			s.Pings.Add(1)
+			s.mu.Lock()
+			s.pings = append(s.pings, time.Now())
+			s.mu.Unlock()
 			return true
 		},
 	})
