@@ -23,7 +23,21 @@ var (
 	// ErrHeartbeatTimeout is wrapped by Disconnect.Err when the heartbeat
 	// found the peer dead and closed the connection (reported as code 1006).
 	ErrHeartbeatTimeout = errors.New("wsreconnect: heartbeat timeout: no pong or other frame in time")
+
+	// ErrSendQueueFull is returned by Write when the send queue (see
+	// WithSendQueue) is full.
+	ErrSendQueueFull = errors.New("wsreconnect: send queue full")
 )
+
+// UnsentError is returned by Close and CloseNow when messages in the send
+// queue (see WithSendQueue) were never sent.
+type UnsentError struct {
+	Count int // how many queued messages were dropped
+}
+
+func (e *UnsentError) Error() string {
+	return fmt.Sprintf("wsreconnect: %d queued messages were never sent", e.Count)
+}
 
 // Disconnect describes one lost connection or one failed attempt, and what
 // the Conn decided to do about it.
@@ -95,6 +109,10 @@ const (
 	// Retry-After hint says.
 	RetryOverload
 )
+
+// MarshalText makes a Decision read as its name in JSON and expvar (also as
+// a map key, as in Stats.Disconnects).
+func (d Decision) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
 
 func (d Decision) String() string {
 	switch d {
@@ -251,3 +269,35 @@ func parseRetryAfter(v string, now time.Time, max time.Duration) time.Duration {
 	}
 	return min(d, max)
 }
+
+// redact hides the credentials and query of a URL that err mentions (net/http
+// puts the request URL into its errors; a token in the query would
+// otherwise reach logs). The result unwraps to err.
+func redact(err error) error {
+	var uerr *url.Error
+	if err == nil || !errors.As(err, &uerr) || uerr.URL == "" {
+		return err
+	}
+	safe := "<unparseable URL>"
+	if u, perr := url.Parse(uerr.URL); perr == nil {
+		u.User = nil
+		if u.RawQuery != "" {
+			u.RawQuery = "REDACTED"
+		}
+		u.Fragment = ""
+		safe = u.String()
+	}
+	msg := err.Error()
+	if !strings.Contains(msg, uerr.URL) {
+		return err
+	}
+	return &redactedError{msg: strings.ReplaceAll(msg, uerr.URL, safe), err: err}
+}
+
+type redactedError struct {
+	msg string
+	err error
+}
+
+func (e *redactedError) Error() string { return e.msg }
+func (e *redactedError) Unwrap() error { return e.err }

@@ -47,6 +47,9 @@ const (
 	StateClosed
 )
 
+// MarshalText makes a State read as its name in JSON and expvar.
+func (s State) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
 func (s State) String() string {
 	switch s {
 	case StateConnecting:
@@ -94,6 +97,13 @@ type Conn struct {
 	closeErr    error
 	stopErr     error // why the Conn ended when the policy stopped it
 	firstSent   bool
+	queue       []message // the send queue (WithSendQueue), oldest first
+
+	// Counters for Stats, under mu.
+	connects    uint64
+	disconnects [3]uint64 // by Decision
+	attempt     int
+	last        Disconnect
 }
 
 // Dial starts a Conn and returns once its first connection is up (after
@@ -140,6 +150,46 @@ func Dial(ctx context.Context, dial DialFunc, opts ...Option) (*Conn, error) {
 		_ = c.CloseNow()
 		return nil, fmt.Errorf("wsreconnect: dial: %w", context.Cause(ctx))
 	}
+}
+
+// Stats is a snapshot of a Conn's counters.
+type Stats struct {
+	State State
+	// Connects counts the connections established (OnConnect included).
+	Connects uint64
+	// Disconnects counts the Disconnects reported, by decision.
+	Disconnects map[Decision]uint64
+	// Attempt is the Attempt of the last Disconnect: consecutive failures
+	// since the last stable connection; 0 before the first Disconnect.
+	Attempt int
+	// LastDisconnect is the most recent Disconnect; zero before the first.
+	LastDisconnect Disconnect
+	// Uptime is how long the current connection has been up; 0 when none.
+	Uptime time.Duration
+	// Queued counts the messages waiting in the send queue.
+	Queued int
+}
+
+// Stats returns a snapshot of the Conn's counters. It is safe for
+// concurrent use and cheap enough to poll.
+func (c *Conn) Stats() Stats {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st := Stats{
+		State:          c.state,
+		Connects:       c.connects,
+		Disconnects:    make(map[Decision]uint64, len(c.disconnects)),
+		Attempt:        c.attempt,
+		LastDisconnect: c.last,
+		Queued:         len(c.queue),
+	}
+	for d, n := range c.disconnects {
+		st.Disconnects[Decision(d)] = n
+	}
+	if c.sess != nil {
+		st.Uptime = c.sess.uptime()
+	}
+	return st
 }
 
 // State returns the connection state at this instant.
@@ -206,12 +256,36 @@ func (c *Conn) Write(ctx context.Context, typ websocket.MessageType, p []byte) e
 		if s != nil && !s.dead.Load() {
 			return s.write(ctx, typ, p)
 		}
+		if c.cfg.sendQueue > 0 {
+			return c.enqueue(typ, p)
+		}
 		select {
 		case <-ch:
 		case <-ctx.Done():
 			return fmt.Errorf("wsreconnect: write: waiting for a connection: %w", ctx.Err())
 		}
 	}
+}
+
+// enqueue queues a copy of p for the next connection, unless the Conn went
+// live or ended meanwhile.
+func (c *Conn) enqueue(typ websocket.MessageType, p []byte) error {
+	c.mu.Lock()
+	s, state := c.sess, c.state
+	switch {
+	case state == StateClosed:
+		c.mu.Unlock()
+		return c.endErr()
+	case s != nil && !s.dead.Load() && len(c.queue) == 0:
+		c.mu.Unlock()
+		return s.write(context.Background(), typ, p)
+	case len(c.queue) >= c.cfg.sendQueue:
+		c.mu.Unlock()
+		return ErrSendQueueFull
+	}
+	c.queue = append(c.queue, message{typ, bytes.Clone(p)})
+	c.mu.Unlock()
+	return nil
 }
 
 // Close ends the Conn: it closes the current connection with a close
@@ -263,10 +337,15 @@ func (c *Conn) shutdown(graceful bool, code websocket.StatusCode, reason string)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.closeErr != nil {
-		return fmt.Errorf("wsreconnect: close: %w", c.closeErr)
+	var unsent error
+	if n := len(c.queue); n > 0 {
+		unsent = &UnsentError{Count: n}
+		c.queue = nil
 	}
-	return nil
+	if c.closeErr != nil {
+		return errors.Join(fmt.Errorf("wsreconnect: close: %w", c.closeErr), unsent)
+	}
+	return unsent
 }
 
 func validCloseFrame(code websocket.StatusCode, reason string) error {
@@ -315,10 +394,31 @@ func (c *Conn) broadcastLocked() {
 	c.changed = make(chan struct{})
 }
 
-// publish makes s the live session and starts serving it.
-func (c *Conn) publish(s *session) {
-	c.mu.Lock()
+// publish writes the send queue to s, in order, then makes s the live
+// session and starts serving it. The queue is checked empty under the same
+// lock that publishes s, so no queued message is left behind. A failed
+// write leaves its message at the head of the queue and s unpublished.
+func (c *Conn) publish(s *session) error {
+	for {
+		c.mu.Lock()
+		if len(c.queue) == 0 {
+			break
+		}
+		m := c.queue[0]
+		c.mu.Unlock()
+		ctx, cancel := context.WithTimeout(c.ctx, c.cfg.dialTimeout)
+		err := s.ws.Write(ctx, m.typ, m.data)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("wsreconnect: writing the send queue: %w", err)
+		}
+		c.mu.Lock()
+		c.queue[0] = message{}
+		c.queue = c.queue[1:]
+		c.mu.Unlock()
+	}
 	c.sess = s
+	c.connects++
 	c.state = StateConnected
 	c.cur.Store(s)
 	c.broadcastLocked()
@@ -328,6 +428,7 @@ func (c *Conn) publish(s *session) {
 	}
 	c.mu.Unlock()
 	s.start()
+	return nil
 }
 
 // unpublish retires s after it ended; Writes wait for the next session.
@@ -343,12 +444,13 @@ func (c *Conn) unpublish(s *session) {
 // recordDisconnect lets Dial return a final failure before the first
 // connection.
 func (c *Conn) recordDisconnect(d Disconnect) {
-	if d.Reconnect {
-		return
-	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if !c.firstSent {
+	c.last = d
+	if d.Decision >= 0 && int(d.Decision) < len(c.disconnects) {
+		c.disconnects[d.Decision]++
+	}
+	if !d.Reconnect && !c.firstSent {
 		c.firstSent = true
 		c.first <- &StopError{Disconnect: d}
 	}

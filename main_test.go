@@ -1,6 +1,8 @@
 package wsreconnect
 
 import (
+	"io"
+	"log/slog"
 	"testing"
 
 	"go.uber.org/goleak"
@@ -17,4 +19,8 @@ func noLeaks(t *testing.T) {
 	t.Helper()
 	opts := goleak.IgnoreCurrent()
 	t.Cleanup(func() { goleak.VerifyNone(t, opts) })
+}
+
+func newTextLogger(w io.Writer) *slog.Logger {
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }

@@ -27,6 +27,8 @@ const (
 	minOverloadDelay = 1 * time.Second
 	// minHeartbeat is the smallest accepted heartbeat interval and timeout.
 	minHeartbeat = 10 * time.Millisecond
+	// maxSendQueue bounds WithSendQueue.
+	maxSendQueue = 1 << 20
 	// maxDuration bounds every duration option; anything longer is a
 	// mistake (a unit error), not a schedule.
 	maxDuration = 24 * time.Hour
@@ -57,6 +59,8 @@ type config struct {
 
 	hbInterval time.Duration
 	hbTimeout  time.Duration
+
+	sendQueue int
 
 	errs []error // problems found while applying options
 }
@@ -94,6 +98,9 @@ func (c *config) validate() error {
 	checkRange("stable uptime", c.stableUptime, time.Millisecond)
 	checkRange("dial timeout", c.dialTimeout, time.Millisecond)
 	checkRange("max Retry-After", c.maxRetryAfter, 0)
+	if c.sendQueue < 0 || c.sendQueue > maxSendQueue {
+		c.fail("send queue of %d messages out of range [0, %d]", c.sendQueue, maxSendQueue)
+	}
 	if c.hbInterval != 0 {
 		checkRange("heartbeat interval", c.hbInterval, minHeartbeat)
 		checkRange("heartbeat timeout", c.hbTimeout, minHeartbeat)
@@ -243,4 +250,18 @@ func WithLogger(l *slog.Logger) Option {
 		}
 		c.logger = l
 	})
+}
+
+// WithSendQueue lets Write return at once while the Conn is reconnecting:
+// up to n messages (copied) wait in a queue and are written in order on the
+// next connection, after OnConnect and before any other Write. With a
+// queue, a nil error from Write means "written to a live connection, or
+// queued"; when the queue is full, Write returns ErrSendQueueFull and
+// nothing is dropped silently. Close and CloseNow return an *UnsentError
+// saying how many queued messages were never sent. A message whose write
+// fails while the queue is flushed stays at its head and is written again
+// on the connection after (it may reach the server twice). Default 0 (no
+// queue: Write waits for a connection); valid range 0 to 1,048,576.
+func WithSendQueue(n int) Option {
+	return optionFunc(func(c *config) { c.sendQueue = n })
 }

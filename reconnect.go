@@ -130,7 +130,6 @@ func (s *schedules) next(dec Decision, retryAfter time.Duration) (time.Duration,
 func (c *Conn) run() {
 	defer close(c.done)
 	sched := newSchedules(&c.cfg)
-	attempt := 0
 	for {
 		d := c.connectOnce()
 		if c.isClosing() {
@@ -138,11 +137,9 @@ func (c *Conn) run() {
 			return
 		}
 		if d.Uptime >= c.cfg.stableUptime {
-			attempt = 0
 			sched.reset()
 		}
-		attempt++
-		d.Attempt = attempt
+		d.Attempt = c.countAttempt(d.Uptime >= c.cfg.stableUptime)
 		d.Decision = c.cfg.policy(d)
 		d.Delay, d.Reconnect = sched.next(d.Decision, d.RetryAfter)
 		if !d.Reconnect {
@@ -166,6 +163,18 @@ func (c *Conn) run() {
 	}
 }
 
+// countAttempt returns the Attempt of the Disconnect being reported:
+// 1 after a stable connection, else one more than the last.
+func (c *Conn) countAttempt(stable bool) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if stable {
+		c.attempt = 0
+	}
+	c.attempt++
+	return c.attempt
+}
+
 // sleep waits d, or until Close; it reports whether to go on.
 func (c *Conn) sleep(d time.Duration) bool {
 	t := time.NewTimer(d)
@@ -186,7 +195,10 @@ func (c *Conn) connectOnce() Disconnect {
 		return *err
 	}
 	s := newSession(c, ws)
-	c.publish(s)
+	if err := c.publish(s); err != nil {
+		_ = ws.CloseNow()
+		return connEnd(err)
+	}
 	c.logger().LogAttrs(context.Background(), slog.LevelInfo, "wsreconnect: connected")
 
 	select {
@@ -219,6 +231,7 @@ func (c *Conn) dialAttempt() (*websocket.Conn, *Disconnect) {
 		if ws != nil {
 			_ = ws.CloseNow()
 		}
+		err = redact(err)
 		if errors.Is(err, context.DeadlineExceeded) && c.ctx.Err() == nil {
 			err = fmt.Errorf("wsreconnect: dial timed out after %v: %w", c.cfg.dialTimeout, err)
 		}
