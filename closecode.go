@@ -256,7 +256,7 @@ func parseRetryAfter(v string, now time.Time, max time.Duration) time.Duration {
 			return max
 		}
 		return min(time.Duration(secs)*time.Second, max)
-	} else if errors.Is(err, strconv.ErrRange) {
+	} else if errors.Is(err, strconv.ErrRange) && strings.Trim(v, "0123456789") == "" {
 		return max // all digits, but beyond uint64
 	}
 	t, err := http.ParseTime(v)

@@ -9,6 +9,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -84,7 +86,7 @@ type Conn struct {
 	msgs chan message // read pumps → Read, in order
 
 	cur        atomic.Pointer[session] // the live session, for Write's fast path
-	inCallback atomic.Bool
+	supervisor atomic.Uint64 // goroutine id of run, to spot Close from a callback
 
 	mu          sync.Mutex
 	state       State
@@ -328,7 +330,9 @@ func (c *Conn) shutdown(graceful bool, code websocket.StatusCode, reason string)
 	}
 	c.mu.Unlock()
 	c.cancel()
-	if c.inCallback.Load() {
+	if goid() == c.supervisor.Load() {
+		// Called from OnConnect or OnDisconnect, on the supervisor itself:
+		// it ends as soon as the callback returns.
 		return nil
 	}
 	<-c.done
@@ -362,6 +366,23 @@ func validCloseFrame(code websocket.StatusCode, reason string) error {
 		return errors.New("wsreconnect: close reason is not valid UTF-8; closed without a close frame")
 	}
 	return nil
+}
+
+// goid returns the current goroutine's id, parsed from "goroutine N [".
+// Only Close uses it, to avoid waiting for itself when called from a
+// callback; any other goroutine's Close waits for the supervisor to end.
+func goid() uint64 {
+	var buf [32]byte
+	b := buf[:runtime.Stack(buf[:], false)]
+	b = bytes.TrimPrefix(b, []byte("goroutine "))
+	if i := bytes.IndexByte(b, ' '); i > 0 {
+		b = b[:i]
+	}
+	id, err := strconv.ParseUint(string(b), 10, 64)
+	if err != nil {
+		panic("wsreconnect: cannot read the goroutine id: " + err.Error())
+	}
+	return id
 }
 
 func (c *Conn) isClosing() bool {
@@ -550,6 +571,14 @@ func (s *session) recordEnd(kind int, err error) {
 	if s.err == nil || kind > s.endKind {
 		s.endKind, s.err = kind, err
 	}
+}
+
+// endReported reports whether a reason other than our own close of the
+// connection has been recorded.
+func (s *session) endReported() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.err != nil && s.endKind > endLocal
 }
 
 func (s *session) endErr() error {

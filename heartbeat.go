@@ -95,7 +95,7 @@ func (hb *heartbeat) check() time.Duration {
 	case err == nil:
 		s.touch()
 		return hb.interval
-	case s.dead.Load():
+	case s.endReported():
 		// The pump or a writer saw the connection end and reports why.
 		return hb.interval
 	case s.lastActivity.Load() >= sent, s.parks.Load() != parks, s.parked.Load():
@@ -106,11 +106,8 @@ func (hb *heartbeat) check() time.Duration {
 	// No pong in time, or the ping could not even be written in time
 	// (coder/websocket gives a control frame at most 5 s, then closes the
 	// connection): the peer is gone.
-	hb.mu.Lock()
-	stopped := hb.stopped
-	hb.mu.Unlock()
-	if stopped {
-		return hb.interval // the session is ending anyway
+	if s.c.isClosing() {
+		return hb.interval // Close is ending the session; leave it alone
 	}
 	s.setEnd(endHeartbeat, fmt.Errorf("%w (interval %v, timeout %v)", ErrHeartbeatTimeout, hb.interval, hb.timeout))
 	_ = s.ws.CloseNow()

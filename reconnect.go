@@ -129,6 +129,7 @@ func (s *schedules) next(dec Decision, retryAfter time.Duration) (time.Duration,
 // attempt. It owns every connection and the goroutines serving it.
 func (c *Conn) run() {
 	defer close(c.done)
+	c.supervisor.Store(goid())
 	sched := newSchedules(&c.cfg)
 	for {
 		d := c.connectOnce()
@@ -148,9 +149,7 @@ func (c *Conn) run() {
 		c.recordDisconnect(d)
 		c.logDisconnect(d)
 		if c.cfg.onDisconnect != nil && !c.isClosing() {
-			c.inCallback.Store(true)
 			c.cfg.onDisconnect(d)
-			c.inCallback.Store(false)
 		}
 		if !d.Reconnect {
 			c.finish(&StopError{Disconnect: d})
@@ -242,7 +241,7 @@ func (c *Conn) dialAttempt() (*websocket.Conn, *Disconnect) {
 		return ws, nil
 	}
 	ctx, cancel = context.WithTimeout(c.ctx, c.cfg.dialTimeout)
-	err = c.callOnConnect(ctx, ws)
+	err = c.cfg.onConnect(ctx, ws)
 	cancel()
 	if err != nil {
 		_ = ws.CloseNow()
@@ -256,11 +255,6 @@ func (c *Conn) dialAttempt() (*websocket.Conn, *Disconnect) {
 	return ws, nil
 }
 
-func (c *Conn) callOnConnect(ctx context.Context, ws *websocket.Conn) error {
-	c.inCallback.Store(true)
-	defer c.inCallback.Store(false)
-	return c.cfg.onConnect(ctx, ws)
-}
 
 // shutdownSession ends a live session on Close: gracefully with the
 // caller's code, or at once.

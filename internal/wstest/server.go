@@ -36,15 +36,15 @@ type Step struct {
 // Server is a scriptable WebSocket server. The zero value is not usable:
 // call NewServer.
 type Server struct {
-	mu      sync.Mutex
-	script  []Step
-	last    Step // repeated once the script is used up
-	conns   map[*websocket.Conn]struct{}
-	wg      sync.WaitGroup
-	ctx     context.Context
-	cancel  context.CancelFunc
-	times   []time.Time
-	pings   []time.Time
+	mu     sync.Mutex
+	script []Step
+	last   Step // repeated once the script is used up
+	conns  map[*websocket.Conn]struct{}
+	wg     sync.WaitGroup
+	ctx    context.Context
+	cancel context.CancelFunc
+	times  []time.Time
+	pings  []time.Time
 
 	// Attempts counts handshake requests, Accepted accepted connections.
 	Attempts atomic.Int64
