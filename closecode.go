@@ -72,6 +72,15 @@ type Disconnect struct {
 }
 
 func (d Disconnect) String() string {
+	s := d.what() + ": "
+	if d.Reconnect {
+		return s + fmt.Sprintf("%v in %v", d.Decision, d.Delay)
+	}
+	return s + "stop"
+}
+
+// what says what ended the connection or attempt, and which attempt it was.
+func (d Disconnect) what() string {
 	var b strings.Builder
 	switch {
 	case d.HTTPStatus != 0:
@@ -87,12 +96,7 @@ func (d Disconnect) String() string {
 	if d.Err != nil {
 		fmt.Fprintf(&b, ": %v", d.Err)
 	}
-	fmt.Fprintf(&b, " (attempt %d): ", d.Attempt)
-	if d.Reconnect {
-		fmt.Fprintf(&b, "%v in %v", d.Decision, d.Delay)
-	} else {
-		b.WriteString("stop")
-	}
+	fmt.Fprintf(&b, " (attempt %d)", d.Attempt)
 	return b.String()
 }
 

@@ -86,7 +86,7 @@ type Conn struct {
 	msgs chan message // read pumps → Read, in order
 
 	cur        atomic.Pointer[session] // the live session, for Write's fast path
-	supervisor atomic.Uint64 // goroutine id of run, to spot Close from a callback
+	supervisor atomic.Uint64           // goroutine id of run, to spot Close from a callback
 
 	mu          sync.Mutex
 	state       State
@@ -675,6 +675,9 @@ func (s *session) write(ctx context.Context, typ websocket.MessageType, p []byte
 	err := s.ws.Write(ctx, typ, p)
 	if err == nil {
 		return nil
+	}
+	if s.c.isClosing() {
+		return ErrClosed
 	}
 	if ctx.Err() == nil {
 		// A broken pipe or reset: the connection is gone, but a write

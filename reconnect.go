@@ -31,7 +31,7 @@ func NewBackOff(initial, max time.Duration) backoff.BackOff {
 // NewOverloadBackOff returns the overload schedule (1013, 429, 503) as a
 // backoff/v4 BackOff: the n-th delay is drawn uniformly from
 // [min·2^(n-1), min·2^n), so each delay is at least twice the previous
-// floor, until the window reaches max, where it stays [max/2, max]. A Conn
+// floor, until the window reaches max, where it stays [max/2, max). A Conn
 // uses min = max(1 s, initial delay). It panics if min or max is not
 // positive; it is not safe for concurrent use.
 func NewOverloadBackOff(min, max time.Duration) backoff.BackOff {
@@ -66,7 +66,7 @@ func (b *windowBackOff) NextBackOff() time.Duration {
 	if b.fromZero && b.n == 1 {
 		lo = 0
 	}
-	return lo + rand.N(hi-lo+1)
+	return lo + rand.N(max(hi-lo, 1))
 }
 
 // schedules holds a Conn's two schedules. It is owned by the supervisor.
@@ -255,7 +255,6 @@ func (c *Conn) dialAttempt() (*websocket.Conn, *Disconnect) {
 	return ws, nil
 }
 
-
 // shutdownSession ends a live session on Close: gracefully with the
 // caller's code, or at once.
 func (c *Conn) shutdownSession(s *session) {
@@ -302,7 +301,7 @@ type StopError struct {
 }
 
 func (e *StopError) Error() string {
-	return "wsreconnect: stopped reconnecting after " + e.Disconnect.String()
+	return "wsreconnect: stopped reconnecting after " + e.Disconnect.what()
 }
 
 func (e *StopError) Unwrap() error { return e.Disconnect.Err }
