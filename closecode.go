@@ -3,6 +3,7 @@ package wsreconnect
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -77,6 +78,21 @@ func (d Disconnect) String() string {
 		return s + fmt.Sprintf("%v in %v", d.Decision, d.Delay)
 	}
 	return s + "stop"
+}
+
+// MarshalJSON renders Err as its message (an error value has no JSON form
+// of its own), so that a Disconnect or Stats can be published as is, for
+// example with expvar.
+func (d Disconnect) MarshalJSON() ([]byte, error) {
+	type plain Disconnect // without the MarshalJSON method
+	var errText string
+	if d.Err != nil {
+		errText = d.Err.Error()
+	}
+	return json.Marshal(struct {
+		plain
+		Err string `json:",omitempty"`
+	}{plain(d), errText})
 }
 
 // what says what ended the connection or attempt, and which attempt it was.

@@ -150,6 +150,12 @@
 // taken back) and the Conn reconnects. Give Write a deadline for the whole
 // wait, not a tight per-frame one.
 //
+// With [WithSendQueue](n), Write returns at once while reconnecting: up to
+// n messages are copied into a queue and written in order on the next
+// connection, after OnConnect and before any other Write. A full queue makes
+// Write return [ErrSendQueueFull]; Close returns an [UnsentError] counting
+// the queued messages that were never sent.
+//
 // [Conn.Read] returns whole messages, in order, never duplicated by the
 // Conn, across reconnects. Its ctx bounds that call only and never costs the
 // connection.
@@ -176,6 +182,23 @@
 // only while a ping waits for its pong. When the policy stops, the Conn has
 // already ended them all; calling CloseNow afterwards is harmless, so
 // defer c.CloseNow() is always right.
+//
+// # Observability
+//
+// [WithLogger] logs each connect and disconnect through log/slog, with the
+// attributes code, reason, http_status, attempt, decision, delay and err;
+// the default logger is silent. [Conn.Stats] returns a snapshot of the
+// counters (connects, disconnects by decision, the current attempt, the
+// last Disconnect, the current connection's uptime, the queued messages),
+// safe for concurrent use; it marshals to JSON as is, so publishing it is
+// one line with expvar:
+//
+//	expvar.Publish("feed", expvar.Func(func() any { return c.Stats() }))
+//
+// Errors and log lines the Conn produces never contain the credentials or
+// the query of the dial URL (net/http puts the URL in its errors). The Conn
+// does not touch TLS settings or the read limit: they stay as the DialFunc
+// set them.
 //
 // # Testing your own client
 //
