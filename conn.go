@@ -150,7 +150,11 @@ func Dial(ctx context.Context, dial DialFunc, opts ...Option) (*Conn, error) {
 		return c, nil
 	case <-ctx.Done():
 		_ = c.CloseNow()
-		return nil, fmt.Errorf("wsreconnect: dial: %w", context.Cause(ctx))
+		err := fmt.Errorf("wsreconnect: dial: %w", context.Cause(ctx))
+		if last := c.Stats().LastDisconnect; last.Attempt > 0 {
+			err = fmt.Errorf("%w; last attempt: %s", err, last.what())
+		}
+		return nil, err
 	}
 }
 
@@ -259,7 +263,7 @@ func (c *Conn) Write(ctx context.Context, typ websocket.MessageType, p []byte) e
 			return s.write(ctx, typ, p)
 		}
 		if c.cfg.sendQueue > 0 {
-			return c.enqueue(typ, p)
+			return c.enqueue(ctx, typ, p)
 		}
 		select {
 		case <-ch:
@@ -271,7 +275,7 @@ func (c *Conn) Write(ctx context.Context, typ websocket.MessageType, p []byte) e
 
 // enqueue queues a copy of p for the next connection, unless the Conn went
 // live or ended meanwhile.
-func (c *Conn) enqueue(typ websocket.MessageType, p []byte) error {
+func (c *Conn) enqueue(ctx context.Context, typ websocket.MessageType, p []byte) error {
 	c.mu.Lock()
 	s, state := c.sess, c.state
 	switch {
@@ -280,7 +284,7 @@ func (c *Conn) enqueue(typ websocket.MessageType, p []byte) error {
 		return c.endErr()
 	case s != nil && !s.dead.Load() && len(c.queue) == 0:
 		c.mu.Unlock()
-		return s.write(context.Background(), typ, p)
+		return s.write(ctx, typ, p)
 	case len(c.queue) >= c.cfg.sendQueue:
 		c.mu.Unlock()
 		return ErrSendQueueFull
