@@ -626,6 +626,9 @@ func (s *session) readMessage() (websocket.MessageType, []byte, error) {
 	}
 	s.touch()
 	buf := s.scratch[:0]
+	if cap(buf) == 0 {
+		buf = make([]byte, 0, 512)
+	}
 	for {
 		if len(buf) == cap(buf) {
 			buf = append(buf, 0)[:len(buf)]
@@ -642,16 +645,18 @@ func (s *session) readMessage() (websocket.MessageType, []byte, error) {
 			return 0, nil, err
 		}
 	}
-	if cap(buf) <= maxScratch {
-		s.scratch = buf[:0]
-	} else {
+	if cap(buf) > maxScratch {
+		// A large message: hand over the buffer itself rather than copy
+		// it, and do not keep that much memory per idle connection.
 		s.scratch = nil
+		return typ, buf, nil
 	}
+	s.scratch = buf[:0]
 	return typ, bytes.Clone(buf), nil
 }
 
 // maxScratch bounds the read buffer a session keeps between messages.
-const maxScratch = 64 << 10
+const maxScratch = 16 << 10
 
 // deliver hands m to Read. It reports false when the Conn is closing.
 func (s *session) deliver(m message) bool {
