@@ -257,8 +257,10 @@ func connEnd(err error) Disconnect {
 	case errors.As(err, &ce):
 		d.Code, d.Reason = ce.Code, ce.Reason
 	case errors.Is(err, websocket.ErrMessageTooBig):
-		// coder/websocket has already sent 1009 to the peer.
+		// coder/websocket has already sent 1009 to the peer; make the code
+		// visible to websocket.CloseStatus, as for a code received.
 		d.Code = websocket.StatusMessageTooBig
+		d.Err = fmt.Errorf("%w (%w)", err, websocket.CloseError{Code: d.Code, Reason: "message too big"})
 	}
 	return d
 }

@@ -75,8 +75,10 @@ type Conn struct {
 	cfg  config
 	dial DialFunc
 
-	ctx    context.Context // ends on Close: bounds dials and OnConnect
-	cancel context.CancelFunc
+	// base carries the values of Dial's ctx, never its cancellation: each
+	// dial attempt derives its own ctx from it and registers its cancel in
+	// cancelAttempt, which Close calls.
+	base context.Context
 
 	closing chan struct{} // closed by Close/CloseNow
 	stopped chan struct{} // closed when the Conn has ended, for any reason
@@ -92,11 +94,8 @@ type Conn struct {
 	state       State
 	sess        *session      // the published session, or nil
 	changed     chan struct{} // closed and replaced on every change of sess or state
-	closeOnce   bool
-	graceful    bool
-	closeCode   websocket.StatusCode
-	closeReason string
-	closeErr    error
+	closeOnce     bool
+	cancelAttempt context.CancelFunc // of the dial or OnConnect under way
 	stopErr     error // why the Conn ended when the policy stopped it
 	firstSent   bool
 	queue       []message // the send queue (WithSendQueue), oldest first
@@ -138,7 +137,7 @@ func Dial(ctx context.Context, dial DialFunc, opts ...Option) (*Conn, error) {
 		msgs:    make(chan message, readAhead),
 		changed: make(chan struct{}),
 	}
-	c.ctx, c.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	c.base = context.WithoutCancel(ctx)
 	go c.run()
 
 	select {
@@ -327,13 +326,28 @@ func (c *Conn) CloseNow() error {
 func (c *Conn) shutdown(graceful bool, code websocket.StatusCode, reason string) error {
 	c.mu.Lock()
 	first := !c.closeOnce
+	var s *session
+	var cancel context.CancelFunc
 	if first {
 		c.closeOnce = true
-		c.graceful, c.closeCode, c.closeReason = graceful, code, reason
 		close(c.closing)
+		s, cancel = c.sess, c.cancelAttempt
 	}
 	c.mu.Unlock()
-	c.cancel()
+	if cancel != nil {
+		cancel()
+	}
+	// The live session is closed here, on the caller's goroutine: the
+	// supervisor is its read pump, and must go on reading for the close
+	// handshake to complete.
+	var closeErr error
+	if s != nil {
+		s.hb.stop()
+		if graceful {
+			closeErr = s.ws.Close(code, reason)
+		}
+		_ = s.ws.CloseNow()
+	}
 	if goid() == c.supervisor.Load() {
 		// Called from OnConnect or OnDisconnect, on the supervisor itself:
 		// it ends as soon as the callback returns.
@@ -350,10 +364,29 @@ func (c *Conn) shutdown(graceful bool, code websocket.StatusCode, reason string)
 		unsent = &UnsentError{Count: n}
 		c.queue = nil
 	}
-	if c.closeErr != nil {
-		return errors.Join(fmt.Errorf("wsreconnect: close: %w", c.closeErr), unsent)
+	if closeErr != nil {
+		return errors.Join(fmt.Errorf("wsreconnect: close: %w", closeErr), unsent)
 	}
 	return unsent
+}
+
+// attemptContext returns the ctx for one dial, OnConnect or queue flush:
+// it ends after the dial timeout or when Close is called.
+func (c *Conn) attemptContext() (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithTimeout(c.base, c.cfg.dialTimeout)
+	c.mu.Lock()
+	if c.closeOnce {
+		cancel()
+	} else {
+		c.cancelAttempt = cancel
+	}
+	c.mu.Unlock()
+	return ctx, func() {
+		c.mu.Lock()
+		c.cancelAttempt = nil
+		c.mu.Unlock()
+		cancel()
+	}
 }
 
 func validCloseFrame(code websocket.StatusCode, reason string) error {
@@ -419,10 +452,14 @@ func (c *Conn) broadcastLocked() {
 	c.changed = make(chan struct{})
 }
 
+// errClosing stops publish when Close came first.
+var errClosing = errors.New("wsreconnect: closing")
+
 // publish writes the send queue to s, in order, then makes s the live
-// session and starts serving it. The queue is checked empty under the same
-// lock that publishes s, so no queued message is left behind. A failed
-// write leaves its message at the head of the queue and s unpublished.
+// session. The queue is checked empty under the same lock that publishes s,
+// so no queued message is left behind; the same lock tells Close about s,
+// or publish about Close. A failed write leaves its message at the head of
+// the queue and s unpublished.
 func (c *Conn) publish(s *session) error {
 	for {
 		c.mu.Lock()
@@ -431,7 +468,7 @@ func (c *Conn) publish(s *session) error {
 		}
 		m := c.queue[0]
 		c.mu.Unlock()
-		ctx, cancel := context.WithTimeout(c.ctx, c.cfg.dialTimeout)
+		ctx, cancel := c.attemptContext()
 		err := s.ws.Write(ctx, m.typ, m.data)
 		cancel()
 		if err != nil {
@@ -441,6 +478,10 @@ func (c *Conn) publish(s *session) error {
 		c.queue[0] = message{}
 		c.queue = c.queue[1:]
 		c.mu.Unlock()
+	}
+	if c.closeOnce {
+		c.mu.Unlock()
+		return errClosing
 	}
 	c.sess = s
 	c.connects++
@@ -452,7 +493,6 @@ func (c *Conn) publish(s *session) error {
 		c.first <- nil
 	}
 	c.mu.Unlock()
-	s.start()
 	return nil
 }
 
@@ -522,9 +562,8 @@ const (
 type session struct {
 	c        *Conn
 	ws       *websocket.Conn
-	born     time.Time
-	pumpDone chan struct{}
-	hb       heartbeat
+	born time.Time
+	hb   heartbeat
 
 	// lastActivity is when a frame last arrived, or when the pump last
 	// resumed reading, in nanoseconds since born.
@@ -545,14 +584,9 @@ type session struct {
 }
 
 func newSession(c *Conn, ws *websocket.Conn) *session {
-	s := &session{c: c, ws: ws, born: time.Now(), pumpDone: make(chan struct{})}
+	s := &session{c: c, ws: ws, born: time.Now()}
 	s.hb.init(s, c.cfg.hbInterval, c.cfg.hbTimeout)
 	return s
-}
-
-func (s *session) start() {
-	go s.pump()
-	s.hb.start()
 }
 
 func (s *session) now() int64 { return int64(time.Since(s.born)) }
@@ -592,10 +626,11 @@ func (s *session) endErr() error {
 }
 
 // pump reads whole messages and hands them to Read, in order, until the
-// connection ends. It always reads with a context that never ends:
-// coder/websocket closes a connection whose read context ends.
+// connection ends or Close is called. It runs on the supervisor goroutine,
+// so a live connection costs no goroutine beyond the reader it needs anyway.
+// It always reads with a context that never ends: coder/websocket closes a
+// connection whose read context ends.
 func (s *session) pump() {
-	defer close(s.pumpDone)
 	for {
 		typ, data, err := s.readMessage()
 		if err != nil {
@@ -668,9 +703,12 @@ func (s *session) deliver(m message) bool {
 	s.parks.Add(1)
 	s.parked.Store(true)
 	defer func() {
-		s.parked.Store(false)
-		// The idle clock restarts now: while parked nothing could be read.
+		// The idle clock restarts now (while parked nothing could be
+		// read), and before parked clears: the heartbeat must never see
+		// an unparked pump with a stale clock, or it would ping a peer
+		// that is busy writing to us.
 		s.touch()
+		s.parked.Store(false)
 	}()
 	select {
 	case s.c.msgs <- m:

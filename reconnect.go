@@ -60,7 +60,11 @@ func (b *windowBackOff) NextBackOff() time.Duration {
 	}
 	if !b.fromZero {
 		// The overload schedule starts at [base, 2·base).
-		hi = min(2*hi, b.max)
+		if hi > b.max/2 {
+			hi = b.max
+		} else {
+			hi *= 2
+		}
 	}
 	lo := hi / 2
 	if b.fromZero && b.n == 1 {
@@ -81,9 +85,11 @@ func newSchedules(cfg *config) *schedules {
 	s := &schedules{
 		maxDelay:      cfg.maxDelay,
 		maxRetryAfter: cfg.maxRetryAfter,
+		// The overload floor holds even under a small max delay: its
+		// window is then [floor, 2·floor).
 		overload: windowBackOff{
 			base: max(minOverloadDelay, cfg.initialDelay),
-			max:  max(minOverloadDelay, cfg.maxDelay),
+			max:  max(2*max(minOverloadDelay, cfg.initialDelay), cfg.maxDelay),
 		},
 	}
 	if cfg.newBackOff != nil {
@@ -196,19 +202,22 @@ func (c *Conn) connectOnce() Disconnect {
 	s := newSession(c, ws)
 	if err := c.publish(s); err != nil {
 		_ = ws.CloseNow()
+		if errors.Is(err, errClosing) {
+			return Disconnect{Err: ErrClosed}
+		}
 		return connEnd(err)
 	}
 	c.logger().LogAttrs(context.Background(), slog.LevelInfo, "wsreconnect: connected")
 
-	select {
-	case <-s.pumpDone:
-	case <-c.closing:
-	}
+	s.hb.start()
+	s.pump() // until the connection ends or Close
+	s.hb.stop()
 	if c.isClosing() {
-		c.shutdownSession(s)
+		// Close is ending the session on its own goroutine, perhaps with
+		// a close handshake: leave the connection to it.
+		s.hb.wait()
 		return Disconnect{Err: ErrClosed}
 	}
-	s.hb.stop()
 	_ = ws.CloseNow()
 	s.hb.wait()
 	c.unpublish(s)
@@ -220,7 +229,7 @@ func (c *Conn) connectOnce() Disconnect {
 // dialAttempt dials once and runs OnConnect; on failure it returns the
 // Disconnect describing it.
 func (c *Conn) dialAttempt() (*websocket.Conn, *Disconnect) {
-	ctx, cancel := context.WithTimeout(c.ctx, c.cfg.dialTimeout)
+	ctx, cancel := c.attemptContext()
 	ws, resp, err := c.dial(ctx)
 	cancel()
 	if err == nil && ws == nil {
@@ -231,7 +240,7 @@ func (c *Conn) dialAttempt() (*websocket.Conn, *Disconnect) {
 			_ = ws.CloseNow()
 		}
 		err = redact(err)
-		if errors.Is(err, context.DeadlineExceeded) && c.ctx.Err() == nil {
+		if errors.Is(err, context.DeadlineExceeded) && !c.isClosing() {
 			err = fmt.Errorf("wsreconnect: dial timed out after %v: %w", c.cfg.dialTimeout, err)
 		}
 		d := dialEnd(err, resp, time.Now(), c.cfg.maxRetryAfter)
@@ -240,7 +249,7 @@ func (c *Conn) dialAttempt() (*websocket.Conn, *Disconnect) {
 	if c.cfg.onConnect == nil {
 		return ws, nil
 	}
-	ctx, cancel = context.WithTimeout(c.ctx, c.cfg.dialTimeout)
+	ctx, cancel = c.attemptContext()
 	err = c.cfg.onConnect(ctx, ws)
 	cancel()
 	if err != nil {
@@ -253,25 +262,6 @@ func (c *Conn) dialAttempt() (*websocket.Conn, *Disconnect) {
 		return nil, &d
 	}
 	return ws, nil
-}
-
-// shutdownSession ends a live session on Close: gracefully with the
-// caller's code, or at once.
-func (c *Conn) shutdownSession(s *session) {
-	s.hb.stop()
-	c.mu.Lock()
-	graceful, code, reason := c.graceful, c.closeCode, c.closeReason
-	c.mu.Unlock()
-	var err error
-	if graceful {
-		err = s.ws.Close(code, reason)
-	}
-	_ = s.ws.CloseNow()
-	s.hb.wait()
-	<-s.pumpDone
-	c.mu.Lock()
-	c.closeErr = err
-	c.mu.Unlock()
 }
 
 func (c *Conn) logDisconnect(d Disconnect) {
