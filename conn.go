@@ -90,15 +90,15 @@ type Conn struct {
 	cur        atomic.Pointer[session] // the live session, for Write's fast path
 	supervisor atomic.Uint64           // goroutine id of run, to spot Close from a callback
 
-	mu          sync.Mutex
-	state       State
-	sess        *session      // the published session, or nil
-	changed     chan struct{} // closed and replaced on every change of sess or state
+	mu            sync.Mutex
+	state         State
+	sess          *session      // the published session, or nil
+	changed       chan struct{} // closed and replaced on every change of sess or state
 	closeOnce     bool
 	cancelAttempt context.CancelFunc // of the dial or OnConnect under way
-	stopErr     error // why the Conn ended when the policy stopped it
-	firstSent   bool
-	queue       []message // the send queue (WithSendQueue), oldest first
+	stopErr       error              // why the Conn ended when the policy stopped it
+	firstSent     bool
+	queue         []message // the send queue (WithSendQueue), oldest first
 
 	// Counters for Stats, under mu.
 	connects    uint64
@@ -560,8 +560,8 @@ const (
 // heartbeat, and the reason it ended. The supervisor creates it, starts the
 // pump and waits for it.
 type session struct {
-	c        *Conn
-	ws       *websocket.Conn
+	c    *Conn
+	ws   *websocket.Conn
 	born time.Time
 	hb   heartbeat
 
