@@ -98,10 +98,14 @@ func (hb *heartbeat) check() time.Duration {
 	case s.endReported():
 		// The pump or a writer saw the connection end and reports why.
 		return hb.interval
-	case s.lastActivity.Load() >= sent, s.parks.Load() != parks, s.parked.Load():
-		// Something arrived, or the pump left ws.Read while we waited: the
-		// missing pong proves nothing.
+	case s.parked.Load():
 		return hb.interval
+	case s.lastActivity.Load() >= sent, s.parks.Load() != parks:
+		// Something arrived, or the pump left ws.Read while we waited: the
+		// missing pong proves nothing. The next ping is due an interval
+		// after that activity, not an interval from now.
+		idle := time.Duration(s.now() - s.lastActivity.Load())
+		return max(hb.interval-idle, time.Millisecond)
 	}
 	// No pong in time, or the ping could not even be written in time
 	// (coder/websocket gives a control frame at most 5 s, then closes the

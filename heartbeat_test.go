@@ -213,3 +213,33 @@ func TestHeartbeatDisabled(t *testing.T) {
 		}
 	})
 }
+
+// A frame that arrives while a ping is outstanding proves the peer alive
+// for now; the next ping is due an interval after that frame, so a peer
+// that then dies is found at last frame + interval + timeout.
+func TestHeartbeatCountsFromLastFrame(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const lastFrame = hbInterval + hbTimeout/2 // while the first ping waits
+		srv := wstest.NewServer(wstest.Step{NoPong: true, Serve: func(ctx context.Context, ws *websocket.Conn) {
+			ctx = ws.CloseRead(ctx) // reads pings, answers none
+			time.Sleep(lastFrame)
+			ws.Write(ctx, websocket.MessageText, []byte("late"))
+			<-ctx.Done()
+		}}, wstest.Echo())
+		defer srv.Close()
+		found := make(chan time.Duration, 1)
+		start := time.Now()
+		c := mustDial(t, srv.PipeDial(), WithHeartbeat(hbInterval, hbTimeout),
+			WithOnDisconnect(func(d Disconnect) {
+				if errors.Is(d.Err, ErrHeartbeatTimeout) {
+					found <- time.Since(start)
+				}
+			}))
+		if got := readString(t, c); got != "late" {
+			t.Fatalf("got %q", got)
+		}
+		if got, want := <-found, lastFrame+hbInterval+hbTimeout; got != want {
+			t.Fatalf("dead peer found after %v, want %v (last frame + interval + timeout)", got, want)
+		}
+	})
+}

@@ -30,6 +30,8 @@ type Step struct {
 	Reject int
 	Header http.Header
 	Hang   bool
+	// NoPong makes the server read pings but never answer them.
+	NoPong bool
 	Serve  func(ctx context.Context, ws *websocket.Conn)
 }
 
@@ -125,7 +127,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			s.mu.Lock()
 			s.pings = append(s.pings, time.Now())
 			s.mu.Unlock()
-			return true
+			return !st.NoPong
 		},
 	})
 	if err != nil {
