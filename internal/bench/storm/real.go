@@ -1,0 +1,242 @@
+package storm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/wsreconnect/wsreconnect"
+)
+
+// RealConfig is one storm of real clients on 127.0.0.1.
+type RealConfig struct {
+	N        int
+	Cause    Cause
+	Capacity float64       // admitted connections per second after the drop; 0: everyone
+	Variant  Variant       // must have Options
+	Timeout  time.Duration // how long to wait for everyone to come back; 3 min when 0
+	Parallel int           // concurrent dials while connecting the clients; 32 when 0
+}
+
+// stormServer accepts everyone until the storm starts; from then on it
+// records every handshake (the client's id is in the URL) and admits
+// through the limiter, refusing the rest with 503 and no Retry-After.
+type stormServer struct {
+	url string
+	ln  net.Listener
+	hs  *http.Server
+	wg  sync.WaitGroup
+
+	mu       sync.Mutex
+	closed   bool
+	storming bool
+	t0       time.Time
+	lim      *Limiter
+	out      *Outcome
+	conns    map[*websocket.Conn]struct{}
+
+	back    atomic.Int64
+	allBack chan struct{}
+}
+
+func startStormServer(n int) (*stormServer, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	s := &stormServer{url: "ws://" + ln.Addr().String() + "/", ln: ln,
+		conns: map[*websocket.Conn]struct{}{}, allBack: make(chan struct{})}
+	s.hs = &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		_ = s.hs.Serve(ln)
+	}()
+	return s, nil
+}
+
+func (s *stormServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	id, err := strconv.Atoi(r.URL.Query().Get("id"))
+	if err != nil {
+		http.Error(w, "missing id", http.StatusBadRequest)
+		return
+	}
+	s.mu.Lock()
+	admitted, recorded := true, false
+	if s.storming && id >= 0 && id < s.out.N {
+		t := time.Since(s.t0)
+		admitted = s.lim.Allow(t)
+		wasBack := s.out.Back[id] >= 0
+		s.out.attempt(id, t, admitted)
+		recorded = admitted && !wasBack
+	}
+	s.mu.Unlock()
+	if !admitted {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		return
+	}
+	ws, err := websocket.Accept(w, r, nil)
+	if err != nil {
+		return
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		_ = ws.CloseNow()
+		return
+	}
+	s.conns[ws] = struct{}{}
+	s.mu.Unlock()
+	if recorded && s.back.Add(1) == int64(s.out.N) {
+		close(s.allBack)
+	}
+	// Read until the connection ends, so that pings are answered and a
+	// close handshake completes.
+	for {
+		if _, _, err := ws.Read(context.Background()); err != nil {
+			break
+		}
+	}
+	s.mu.Lock()
+	delete(s.conns, ws)
+	s.mu.Unlock()
+	_ = ws.CloseNow()
+}
+
+// storm drops every connection at once and starts recording.
+func (s *stormServer) storm(cause Cause, out *Outcome, capacity float64) {
+	s.mu.Lock()
+	s.out, s.lim = out, NewLimiter(capacity)
+	s.storming, s.t0 = true, time.Now()
+	conns := s.conns
+	s.conns = map[*websocket.Conn]struct{}{}
+	s.mu.Unlock()
+	for ws := range conns {
+		if cause == TryAgainLater {
+			s.wg.Add(1)
+			go func() {
+				defer s.wg.Done()
+				_ = ws.Close(websocket.StatusTryAgainLater, "try again later")
+			}()
+		} else {
+			_ = ws.CloseNow()
+		}
+	}
+}
+
+func (s *stormServer) close() {
+	_ = s.hs.Close() // the listener and the handshakes in progress
+	s.mu.Lock()
+	s.closed = true
+	for ws := range s.conns {
+		_ = ws.CloseNow()
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
+}
+
+// RunReal connects cfg.N wsreconnect Conns (the variant's options) to a
+// loopback server, waits until all are up, drops them all at once by
+// cfg.Cause, and records what the server sees until every client is back
+// or cfg.Timeout passes. A client whose first connection failed before the
+// storm is an error: its schedule would not start fresh.
+func RunReal(ctx context.Context, cfg RealConfig) (*Outcome, error) {
+	if cfg.Timeout == 0 {
+		cfg.Timeout = 3 * time.Minute
+	}
+	if cfg.Parallel == 0 {
+		cfg.Parallel = 32
+	}
+	if cfg.Variant.Options == nil {
+		return nil, fmt.Errorf("variant %q runs only in the simulation", cfg.Variant.Name)
+	}
+	srv, err := startStormServer(cfg.N)
+	if err != nil {
+		return nil, err
+	}
+	defer srv.close()
+	tr := &http.Transport{MaxIdleConnsPerHost: -1}
+	defer tr.CloseIdleConnections()
+	hc := &http.Client{Transport: tr}
+
+	conns := make([]*wsreconnect.Conn, cfg.N)
+	defer func() {
+		// CloseNow waits for each Conn's goroutines; close in parallel.
+		var wg sync.WaitGroup
+		next := atomic.Int64{}
+		for range cfg.Parallel {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := next.Add(1) - 1; i < int64(len(conns)); i = next.Add(1) - 1 {
+					if conns[i] != nil {
+						_ = conns[i].CloseNow()
+					}
+				}
+			}()
+		}
+		wg.Wait()
+	}()
+	var early atomic.Int64 // disconnects before the storm
+	var storming atomic.Bool
+	var (
+		wg    sync.WaitGroup
+		next  atomic.Int64
+		errMu sync.Mutex
+		first error
+	)
+	for range cfg.Parallel {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := int(next.Add(1) - 1); i < cfg.N; i = int(next.Add(1) - 1) {
+				url := srv.url + "?id=" + strconv.Itoa(i)
+				opts := append(cfg.Variant.Options(), wsreconnect.WithOnDisconnect(func(wsreconnect.Disconnect) {
+					if !storming.Load() {
+						early.Add(1)
+					}
+				}))
+				c, err := wsreconnect.Dial(ctx, func(ctx context.Context) (*websocket.Conn, *http.Response, error) {
+					return websocket.Dial(ctx, url, &websocket.DialOptions{HTTPClient: hc})
+				}, opts...)
+				if err != nil {
+					errMu.Lock()
+					first = errors.Join(first, err)
+					errMu.Unlock()
+					return
+				}
+				conns[i] = c
+			}
+		}()
+	}
+	wg.Wait()
+	if first != nil {
+		return nil, fmt.Errorf("connecting the clients: %w", first)
+	}
+	if n := early.Load(); n > 0 {
+		return nil, fmt.Errorf("%d disconnects before the storm", n)
+	}
+	time.Sleep(200 * time.Millisecond) // let the handshakes' goroutines settle
+
+	out := newOutcome(cfg.N, cfg.Cause, cfg.Capacity, cfg.Variant.Name, true)
+	storming.Store(true)
+	srv.storm(cfg.Cause, out, cfg.Capacity)
+	select {
+	case <-srv.allBack:
+	case <-time.After(cfg.Timeout):
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	srv.mu.Lock()
+	srv.storming = false
+	srv.mu.Unlock()
+	out.finish()
+	return out, nil
+}
