@@ -416,9 +416,16 @@ func profiles(cfg config) string {
 // repository and to GOROOT/src.
 func trimPaths(b []byte) []byte {
 	b = bytes.ReplaceAll(b, []byte(rootDir+"/"), nil)
-	b = bytes.ReplaceAll(b, []byte(filepath.Join(runtime.GOROOT(), "src")+"/"), nil)
-	if mc, err := exec.Command("go", "env", "GOMODCACHE").Output(); err == nil {
-		b = bytes.ReplaceAll(b, []byte(strings.TrimSpace(string(mc))+"/"), nil)
+	for _, v := range []string{"GOROOT", "GOMODCACHE"} {
+		dir, err := exec.Command("go", "env", v).Output()
+		if err != nil {
+			continue
+		}
+		d := strings.TrimSpace(string(dir))
+		if v == "GOROOT" {
+			d = filepath.Join(d, "src")
+		}
+		b = bytes.ReplaceAll(b, []byte(d+"/"), nil)
 	}
 	return b
 }
