@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -87,8 +86,16 @@ type Conn struct {
 
 	msgs chan message // read pumps → Read, in order
 
-	cur        atomic.Pointer[session] // the live session, for Write's fast path
-	supervisor atomic.Uint64           // goroutine id of run, to spot Close from a callback
+	cur atomic.Pointer[session] // the live session, for Write's fast path
+	// Goroutine ids of the supervisor and of the DialFunc's goroutine, to
+	// spot a Close called from a callback, which must not wait for itself.
+	supervisor atomic.Uint64
+	dialer     atomic.Uint64
+
+	// carry holds messages of a dead session that Read has not taken yet
+	// (see session.pump). The supervisor owns it; once the Conn has
+	// stopped, Read takes from it under mu.
+	carry []message
 
 	mu            sync.Mutex
 	state         State
@@ -99,6 +106,7 @@ type Conn struct {
 	stopErr       error              // why the Conn ended when the policy stopped it
 	firstSent     bool
 	queue         []message // the send queue (WithSendQueue), oldest first
+	unsent        error     // an *UnsentError once the Conn has ended with a queue
 
 	// Counters for Stats, under mu.
 	connects    uint64
@@ -215,9 +223,10 @@ func (c *Conn) State() State {
 // connection is not read, so a peer's pong cannot be seen and the
 // heartbeat pauses. Call Read for as long as the server may send data.
 func (c *Conn) Read(ctx context.Context) (websocket.MessageType, []byte, error) {
-	select {
-	case <-c.closing:
+	if c.isClosing() {
 		return 0, nil, ErrClosed
+	}
+	select {
 	case m := <-c.msgs:
 		return m.typ, m.data, nil
 	default:
@@ -226,17 +235,37 @@ func (c *Conn) Read(ctx context.Context) (websocket.MessageType, []byte, error) 
 	case <-c.closing:
 		return 0, nil, ErrClosed
 	case m := <-c.msgs:
+		if c.isClosing() {
+			return 0, nil, ErrClosed
+		}
 		return m.typ, m.data, nil
 	case <-c.stopped:
-		select {
-		case m := <-c.msgs:
-			return m.typ, m.data, nil
-		default:
-			return 0, nil, c.endErr()
-		}
+		return c.readAfterStop()
 	case <-ctx.Done():
 		return 0, nil, ctx.Err()
 	}
+}
+
+// readAfterStop returns what had arrived before the policy stopped the
+// Conn, in order (the read-ahead, then any carried over), then the reason.
+func (c *Conn) readAfterStop() (websocket.MessageType, []byte, error) {
+	if c.isClosing() {
+		return 0, nil, ErrClosed
+	}
+	select {
+	case m := <-c.msgs:
+		return m.typ, m.data, nil
+	default:
+	}
+	c.mu.Lock()
+	if len(c.carry) > 0 {
+		m := c.carry[0]
+		c.carry = c.carry[1:]
+		c.mu.Unlock()
+		return m.typ, m.data, nil
+	}
+	c.mu.Unlock()
+	return 0, nil, c.endErr()
 }
 
 // Write writes a whole message. While the Conn is reconnecting, Write waits
@@ -278,7 +307,7 @@ func (c *Conn) enqueue(ctx context.Context, typ websocket.MessageType, p []byte)
 	c.mu.Lock()
 	s, state := c.sess, c.state
 	switch {
-	case state == StateClosed:
+	case state == StateClosed, c.closeOnce:
 		c.mu.Unlock()
 		return c.endErr()
 	case s != nil && !s.dead.Load() && len(c.queue) == 0:
@@ -305,12 +334,13 @@ func (c *Conn) enqueue(ctx context.Context, typ websocket.MessageType, p []byte)
 // 3000-4999) and reason at most 123 bytes of UTF-8; otherwise the Conn is
 // closed as by CloseNow and Close returns an error saying why.
 //
-// Called from inside an OnConnect or OnDisconnect function, Close does not
-// wait: the Conn ends as soon as that function returns.
+// Called from inside an OnConnect or OnDisconnect function, the policy, or
+// the DialFunc, Close does not wait: the Conn ends as soon as that function
+// returns. A connection still in OnConnect, or writing the send queue, is
+// closed without a close frame.
 func (c *Conn) Close(code websocket.StatusCode, reason string) error {
 	if err := validCloseFrame(code, reason); err != nil {
-		_ = c.shutdown(false, 0, "")
-		return err
+		return errors.Join(err, c.shutdown(false, 0, ""))
 	}
 	return c.shutdown(true, code, reason)
 }
@@ -318,7 +348,10 @@ func (c *Conn) Close(code websocket.StatusCode, reason string) error {
 // CloseNow ends the Conn at once, without a close handshake: it stops
 // reconnecting, closes the current connection and returns once every
 // goroutine of the Conn has ended (see Close for calls from a callback).
-// It is idempotent.
+// It is idempotent. Called while a Close handshake is in progress, it waits
+// for that handshake: coder/websocket offers no way to abort one, and bounds
+// it at 5 s to write the close frame and 5 s for the answer. To bound a
+// shutdown more tightly, call CloseNow instead of Close.
 func (c *Conn) CloseNow() error {
 	return c.shutdown(false, 0, "")
 }
@@ -343,31 +376,27 @@ func (c *Conn) shutdown(graceful bool, code websocket.StatusCode, reason string)
 	var closeErr error
 	if s != nil {
 		s.hb.stop()
-		if graceful {
+		if graceful && !s.dead.Load() {
 			closeErr = s.ws.Close(code, reason)
+			if errors.Is(closeErr, net.ErrClosed) {
+				closeErr = nil // it had just dropped: nothing to close
+			}
 		}
 		_ = s.ws.CloseNow()
 	}
-	if goid() == c.supervisor.Load() {
-		// Called from OnConnect or OnDisconnect, on the supervisor itself:
-		// it ends as soon as the callback returns.
+	if g := goid(); g == c.supervisor.Load() || g == c.dialer.Load() {
+		// Called from a callback (OnConnect, OnDisconnect, the policy, the
+		// DialFunc): waiting would wait for ourselves. The Conn ends as
+		// soon as the callback returns.
 		return nil
 	}
 	<-c.done
-	if !first {
-		return nil
-	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	var unsent error
-	if n := len(c.queue); n > 0 {
-		unsent = &UnsentError{Count: n}
-		c.queue = nil
-	}
 	if closeErr != nil {
-		return errors.Join(fmt.Errorf("wsreconnect: close: %w", closeErr), unsent)
+		return errors.Join(fmt.Errorf("wsreconnect: close: %w", closeErr), c.unsent)
 	}
-	return unsent
+	return c.unsent
 }
 
 // attemptContext returns the ctx for one dial, OnConnect or queue flush:
@@ -527,6 +556,10 @@ func (c *Conn) finish(stopErr error) {
 	c.cur.Store(nil)
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if n := len(c.queue); n > 0 {
+		c.unsent = &UnsentError{Count: n}
+		c.queue = nil
+	}
 	c.sess = nil
 	c.state = StateClosed
 	if stopErr != nil {
@@ -541,203 +574,4 @@ func (c *Conn) finish(stopErr error) {
 	}
 	c.broadcastLocked()
 	close(c.stopped)
-}
-
-// End reasons of a session, by priority: a close frame the reader saw wins
-// over everything; a heartbeat timeout over the errors its forced close
-// causes; an error from the peer (EOF, reset) over a write error; and any of
-// them over the "use of closed connection" errors that our own CloseNow
-// causes. Among equals the first wins.
-const (
-	endLocal = iota
-	endWrite
-	endRead
-	endHeartbeat
-	endCloseFrame
-)
-
-// session is one live connection: the read pump that owns reading, the
-// heartbeat, and the reason it ended. The supervisor creates it, starts the
-// pump and waits for it.
-type session struct {
-	c    *Conn
-	ws   *websocket.Conn
-	born time.Time
-	hb   heartbeat
-
-	// lastActivity is when a frame last arrived, or when the pump last
-	// resumed reading, in nanoseconds since born.
-	lastActivity atomic.Int64
-	// parked is set while the pump waits for Read to take a message: the
-	// connection is not being read, so a pong could not be seen. parks
-	// counts the times it happened.
-	parked atomic.Bool
-	parks  atomic.Uint64
-	// dead is set once any end reason is recorded: Write stops using it.
-	dead atomic.Bool
-
-	mu      sync.Mutex
-	endKind int
-	err     error
-
-	scratch []byte // the pump's read buffer
-}
-
-func newSession(c *Conn, ws *websocket.Conn) *session {
-	s := &session{c: c, ws: ws, born: time.Now()}
-	s.hb.init(s, c.cfg.hbInterval, c.cfg.hbTimeout)
-	return s
-}
-
-func (s *session) now() int64 { return int64(time.Since(s.born)) }
-
-func (s *session) touch() { s.lastActivity.Store(s.now()) }
-
-func (s *session) uptime() time.Duration { return time.Since(s.born) }
-
-// setEnd records why the session ended; see the end* priorities.
-func (s *session) setEnd(kind int, err error) {
-	s.dead.Store(true)
-	s.c.cur.CompareAndSwap(s, nil)
-	s.recordEnd(kind, err)
-}
-
-// recordEnd keeps err as the reason if it outranks the one recorded.
-func (s *session) recordEnd(kind int, err error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.err == nil || kind > s.endKind {
-		s.endKind, s.err = kind, err
-	}
-}
-
-// endReported reports whether a reason other than our own close of the
-// connection has been recorded.
-func (s *session) endReported() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.err != nil && s.endKind > endLocal
-}
-
-func (s *session) endErr() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.err
-}
-
-// pump reads whole messages and hands them to Read, in order, until the
-// connection ends or Close is called. It runs on the supervisor goroutine,
-// so a live connection costs no goroutine beyond the reader it needs anyway.
-// It always reads with a context that never ends: coder/websocket closes a
-// connection whose read context ends.
-func (s *session) pump() {
-	for {
-		typ, data, err := s.readMessage()
-		if err != nil {
-			kind := endRead
-			switch {
-			case websocket.CloseStatus(err) != -1:
-				kind = endCloseFrame
-			case errors.Is(err, net.ErrClosed):
-				kind = endLocal
-			}
-			s.setEnd(kind, err)
-			// EOF, reset and broken pipe leave the websocket.Conn open.
-			_ = s.ws.CloseNow()
-			return
-		}
-		if !s.deliver(message{typ, data}) {
-			return
-		}
-	}
-}
-
-// readMessage reads one whole message, marking activity as each piece of it
-// arrives so that a long message on a slow link is not mistaken for silence.
-func (s *session) readMessage() (websocket.MessageType, []byte, error) {
-	typ, r, err := s.ws.Reader(context.Background())
-	if err != nil {
-		return 0, nil, err
-	}
-	s.touch()
-	buf := s.scratch[:0]
-	if cap(buf) == 0 {
-		buf = make([]byte, 0, 512)
-	}
-	for {
-		if len(buf) == cap(buf) {
-			buf = append(buf, 0)[:len(buf)]
-		}
-		n, err := r.Read(buf[len(buf):cap(buf)])
-		buf = buf[:len(buf)+n]
-		if n > 0 {
-			s.touch()
-		}
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return 0, nil, err
-		}
-	}
-	if cap(buf) > maxScratch {
-		// A large message: hand over the buffer itself rather than copy
-		// it, and do not keep that much memory per idle connection.
-		s.scratch = nil
-		return typ, buf, nil
-	}
-	s.scratch = buf[:0]
-	return typ, bytes.Clone(buf), nil
-}
-
-// maxScratch bounds the read buffer a session keeps between messages.
-const maxScratch = 16 << 10
-
-// deliver hands m to Read. It reports false when the Conn is closing.
-func (s *session) deliver(m message) bool {
-	select {
-	case s.c.msgs <- m:
-		return true
-	default:
-	}
-	s.parks.Add(1)
-	s.parked.Store(true)
-	defer func() {
-		// The idle clock restarts now (while parked nothing could be
-		// read), and before parked clears: the heartbeat must never see
-		// an unparked pump with a stale clock, or it would ping a peer
-		// that is busy writing to us.
-		s.touch()
-		s.parked.Store(false)
-	}()
-	select {
-	case s.c.msgs <- m:
-		return true
-	case <-s.c.closing:
-		return false
-	}
-}
-
-func (s *session) write(ctx context.Context, typ websocket.MessageType, p []byte) error {
-	err := s.ws.Write(ctx, typ, p)
-	if err == nil {
-		return nil
-	}
-	if s.c.isClosing() {
-		return ErrClosed
-	}
-	if ctx.Err() == nil {
-		// A broken pipe or reset: the connection is gone, but a write
-		// error does not close a websocket.Conn. If ctx ended instead,
-		// coder/websocket closed the connection itself when the frame was
-		// half written, or left it healthy when the write never started.
-		s.setEnd(endWrite, err)
-		_ = s.ws.CloseNow()
-	} else {
-		// Keep it as the reason in case coder/websocket closed the
-		// connection for it, without marking the session dead: the
-		// connection may be healthy.
-		s.recordEnd(endWrite, err)
-	}
-	return fmt.Errorf("wsreconnect: write: %w", err)
 }

@@ -87,7 +87,7 @@
 // window that doubles: [0, d) for the first retry, where d is the initial
 // delay ([WithInitialDelay], default 1 s), then [d, 2d), [2d, 4d), … until
 // the window reaches the max delay ([WithMaxDelay], default 30 s), where it
-// stays [max/2, max]. The full-jitter first window spreads clients dropped
+// stays [max/2, max). The full-jitter first window spreads clients dropped
 // together (RFC 6455 §7.2.3); the later windows never overlap, so delays only
 // grow. The max delay bounds the delay actually slept, jitter included, and
 // attempts are unlimited: a Conn never gives up on its own.
@@ -124,7 +124,10 @@
 // limits common in NATs and load balancers. Set them with [WithHeartbeat];
 // WithHeartbeat(0, 0) disables the heartbeat.
 //
-// Any inbound frame counts as life, so a busy connection is never pinged.
+// Any data arriving, and the pong to the Conn's own ping, counts as life, so
+// a busy connection is never pinged. (Pings and pongs the peer sends on its
+// own are answered by coder/websocket but invisible to the Conn: they reach
+// only websocket.DialOptions' OnPingReceived and OnPongReceived.)
 // A slow application is not a dead peer: the Conn reads ahead a few
 // messages, and while they wait for Read the connection is not read, so a
 // pong could not be seen; the heartbeat then waits instead of declaring the
@@ -177,9 +180,14 @@
 // from there, Close does not wait, and the Conn ends when the callback
 // returns.
 //
-// A Conn runs one supervisor goroutine for its lifetime and one read
-// goroutine per live connection; the heartbeat is a timer, with a goroutine
-// only while a ping waits for its pong. When the policy stops, the Conn has
+// A Conn runs one goroutine for its lifetime, the supervisor, which is also
+// the reader of the live connection: an idle connection costs the same one
+// goroutine a plain coder/websocket client needs for its reader. Each dial
+// runs on a short-lived goroutine the supervisor waits for; the heartbeat is
+// a timer, with a goroutine only while a ping waits for its pong. A Write
+// from inside a callback waits for a connection the busy supervisor cannot
+// make: use the *websocket.Conn that OnConnect receives instead.
+// When the policy stops, the Conn has
 // already ended them all; calling CloseNow afterwards is harmless, so
 // defer c.CloseNow() is always right.
 //

@@ -2,6 +2,7 @@ package wsreconnect
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -94,6 +95,10 @@ func (hb *heartbeat) check() time.Duration {
 	switch {
 	case err == nil:
 		s.touch()
+		return hb.interval
+	case !errors.Is(err, context.DeadlineExceeded):
+		// Not a timeout (the connection was closed under the ping): the
+		// pump or whoever closed it reports why.
 		return hb.interval
 	case s.endReported():
 		// The pump or a writer saw the connection end and reports why.

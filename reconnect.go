@@ -212,15 +212,15 @@ func (c *Conn) connectOnce() Disconnect {
 
 	s.hb.start()
 	s.pump() // until the connection ends or Close
-	s.hb.stop()
+	s.retire()
 	if c.isClosing() {
 		// Close is ending the session on its own goroutine, perhaps with
 		// a close handshake: leave the connection to it.
-		s.hb.wait()
+		s.waitRetired()
 		return Disconnect{Err: ErrClosed}
 	}
 	_ = ws.CloseNow()
-	s.hb.wait()
+	s.waitRetired()
 	c.unpublish(s)
 	d := connEnd(s.endErr())
 	d.Uptime = max(s.uptime(), time.Nanosecond)
@@ -278,6 +278,8 @@ func (c *Conn) dialOnOwnStack(ctx context.Context) (*websocket.Conn, *http.Respo
 	}
 	done := make(chan result, 1)
 	go func() {
+		c.dialer.Store(goid())
+		defer c.dialer.Store(0)
 		ws, resp, err := c.dial(ctx)
 		done <- result{ws, resp, err}
 	}()
