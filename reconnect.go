@@ -18,8 +18,9 @@ import (
 // doubles: [0, initial) for the first retry, then [initial, 2·initial),
 // [2·initial, 4·initial), … The first window spreads clients dropped
 // together uniformly (RFC 6455 §7.2.3); the later windows never overlap, so
-// the delays of a flapping server only grow. Once the window reaches max it
-// stays [max/2, max): max bounds the delay actually slept, jitter included,
+// the delays of a flapping server only grow until they reach max. From the
+// window that reaches max on, it is [max/2, max): max bounds the delay
+// actually slept, jitter included,
 // and attempts are unlimited (no MaxElapsedTime). It panics if initial or
 // max is not positive; it is not safe for concurrent use.
 func NewBackOff(initial, max time.Duration) backoff.BackOff {
