@@ -2,6 +2,8 @@ package storm
 
 import (
 	"container/heap"
+	"fmt"
+	"math/rand/v2"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -45,6 +47,14 @@ type SimConfig struct {
 	Cause    Cause
 	Capacity float64       // admitted connections per second; 0: everyone
 	Horizon  time.Duration // give up simulating after this; 30 min when 0
+	// RefuseStatus is the HTTP status of a refused handshake: 503 (the
+	// overload schedule) when 0. A 502 or 500, as a proxy in front of a
+	// saturated server may send, is retried on the standard schedule.
+	RefuseStatus int
+	// Latency adds a uniform [0, Latency) to every attempt: the time a
+	// dial and a refused handshake take (or a close frame takes to
+	// arrive), which the schedules do not count. 0: none.
+	Latency time.Duration
 }
 
 type event struct {
@@ -85,6 +95,12 @@ func Simulate(cfg SimConfig, v Variant) *Outcome {
 	scheds := make([]Schedule, cfg.N)
 	q := make(eventQueue, 0, cfg.N)
 	lost := causeDisconnect(cfg.Cause)
+	latency := func() time.Duration {
+		if cfg.Latency <= 0 {
+			return 0
+		}
+		return rand.N(cfg.Latency)
+	}
 	for i := range scheds {
 		scheds[i] = v.New(clock)
 		d := scheds[i].Next(lost)
@@ -92,10 +108,15 @@ func Simulate(cfg SimConfig, v Variant) *Outcome {
 			o.GaveUp++
 			continue
 		}
-		q = append(q, event{d, i})
+		q = append(q, event{d + latency(), i})
 	}
 	heap.Init(&q)
 	lim := NewLimiter(cfg.Capacity)
+	refused := disconnectRefused
+	if cfg.RefuseStatus != 0 {
+		refused.HTTPStatus = cfg.RefuseStatus
+		refused.Err = fmt.Errorf("failed to WebSocket dial: expected handshake response status code 101 but got %d", cfg.RefuseStatus)
+	}
 	for q.Len() > 0 {
 		e := heap.Pop(&q).(event)
 		if e.at > cfg.Horizon {
@@ -107,12 +128,12 @@ func Simulate(cfg SimConfig, v Variant) *Outcome {
 		if admitted {
 			continue
 		}
-		d := scheds[e.client].Next(disconnectRefused)
+		d := scheds[e.client].Next(refused)
 		if d == backoff.Stop {
 			o.GaveUp++
 			continue
 		}
-		heap.Push(&q, event{e.at + d, e.client})
+		heap.Push(&q, event{e.at + d + latency(), e.client})
 	}
 	o.finish()
 	return o
