@@ -125,7 +125,7 @@ const (
 	// Retry reconnects on the standard schedule: exponential with jitter.
 	Retry
 	// RetryOverload reconnects on the overload schedule: at least 1 s,
-	// doubling on each consecutive overload, and never sooner than a
+	// the floor doubling on each consecutive overload, and never sooner than a
 	// Retry-After hint says.
 	RetryOverload
 )

@@ -174,8 +174,7 @@ func WithInitialDelay(d time.Duration) Option {
 // included, on both schedules. A Retry-After hint may exceed it, up to
 // WithMaxRetryAfter. Default 30 s (DefaultMaxDelay); valid range 1 ms to 24 h,
 // and at least the initial delay. The overload schedule never waits less
-// than 1 s, even when the max delay is lower: its delays then lie in
-// [1 s, 2 s).
+// than 1 s, even when the max delay is lower: its cap is then 2 s.
 func WithMaxDelay(d time.Duration) Option {
 	return optionFunc(func(c *config) { c.maxDelay = d })
 }

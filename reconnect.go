@@ -32,20 +32,28 @@ func NewBackOff(initial, max time.Duration) backoff.BackOff {
 
 // NewOverloadBackOff returns the overload schedule (1013, 429, 503) as a
 // backoff/v4 BackOff: the n-th delay is drawn uniformly from
-// [min·2^(n-1), min·2^n), so each delay is at least twice the previous
-// floor, until the window reaches max, where it stays [max/2, max). A Conn
-// uses min = max(1 s, initial delay). It panics if min or max is not
+// [min·2^(n-1), min·2^(n+1)), so the floor doubles on each consecutive
+// overload (1 s, 2 s, 4 s, … for min = 1 s) while each window overlaps the
+// next. The overlap keeps a server that is refusing clients busy: with
+// disjoint windows it would idle between waves of retries (see
+// BENCHMARKS.md, reconnect storm). Once the windows reach max they are
+// [max/2, max). max is raised to 2·min if lower, so no delay is below min.
+// A Conn uses min = max(1 s, initial delay). It panics if min or max is not
 // positive; it is not safe for concurrent use.
 func NewOverloadBackOff(min, max time.Duration) backoff.BackOff {
 	if min <= 0 || max <= 0 {
 		panic("wsreconnect: NewOverloadBackOff: delays must be positive")
 	}
+	if max/2 < min {
+		max = 2 * min
+	}
 	return &windowBackOff{base: min, max: max}
 }
 
-// windowBackOff draws the n-th delay uniformly from [lo, hi) where
-// hi = base·2^(n-1) capped at max and lo = hi/2 (0 for the first delay of
-// a fromZero schedule).
+// windowBackOff draws the n-th delay uniformly from a window that doubles.
+// Standard (fromZero): [base·2^(n-2), base·2^(n-1)), the first [0, base).
+// Overload: [base·2^(n-1), base·2^(n+1)). Windows are capped at
+// [max/2, max).
 type windowBackOff struct {
 	base, max time.Duration
 	fromZero  bool
@@ -54,23 +62,26 @@ type windowBackOff struct {
 
 func (b *windowBackOff) Reset() { b.n = 0 }
 
+// scaled returns base·2^k, or max if that is larger.
+func (b *windowBackOff) scaled(k int) time.Duration {
+	if k < 62 && b.base <= b.max>>k {
+		return b.base << k
+	}
+	return b.max
+}
+
 func (b *windowBackOff) NextBackOff() time.Duration {
 	b.n++
-	hi := b.max
-	if shift := b.n - 1; shift < 62 && b.base <= b.max>>shift {
-		hi = b.base << shift
-	}
-	if !b.fromZero {
-		// The overload schedule starts at [base, 2·base).
-		if hi > b.max/2 {
-			hi = b.max
-		} else {
-			hi *= 2
+	var lo, hi time.Duration
+	if b.fromZero {
+		hi = b.scaled(b.n - 1)
+		lo = hi / 2
+		if b.n == 1 {
+			lo = 0
 		}
-	}
-	lo := hi / 2
-	if b.fromZero && b.n == 1 {
-		lo = 0
+	} else {
+		lo = min(b.scaled(b.n-1), b.max/2)
+		hi = b.scaled(b.n + 1)
 	}
 	return lo + rand.N(max(hi-lo, 1))
 }
@@ -89,10 +100,7 @@ func newSchedules(cfg *config) *schedules {
 		maxRetryAfter: cfg.maxRetryAfter,
 		// The overload floor holds even under a small max delay: its
 		// window is then [floor, 2·floor).
-		overload: windowBackOff{
-			base: max(minOverloadDelay, cfg.initialDelay),
-			max:  max(2*max(minOverloadDelay, cfg.initialDelay), cfg.maxDelay),
-		},
+		overload: *NewOverloadBackOff(max(minOverloadDelay, cfg.initialDelay), cfg.maxDelay).(*windowBackOff),
 	}
 	if cfg.newBackOff != nil {
 		s.std = cfg.newBackOff()

@@ -40,11 +40,15 @@ func stdWindow(n int, initial, max time.Duration) (lo, hi time.Duration) {
 }
 
 // overloadWindow is the documented window [lo, hi) of the n-th delay of
-// NewOverloadBackOff(floor, max): [floor·2^(n-1), floor·2^n), and
-// [max/2, max) once that reaches max.
+// NewOverloadBackOff(floor, max): [floor·2^(n-1), floor·2^(n+1)), each end
+// capped (the floor at max/2, the top at max); max is at least 2·floor.
 func overloadWindow(n int, floor, max time.Duration) (lo, hi time.Duration) {
-	_, hi = stdWindow(n+1, floor, max)
-	return hi / 2, hi
+	if max/2 < floor {
+		max = 2 * floor
+	}
+	_, top := stdWindow(n+2, floor, max)
+	_, f := stdWindow(n, floor, max)
+	return min(f, max/2), top
 }
 
 // inWindow reports whether d lies in [lo, hi); an empty window (a cap of
@@ -221,7 +225,7 @@ func TestNewOverloadBackOffFloors(t *testing.T) {
 	wantFloors := []time.Duration{1, 2, 4, 8, 15, 15, 15}
 	for i, f := range wantFloors {
 		lo, hi := overloadWindow(i+1, time.Second, 30*time.Second)
-		if lo != f*time.Second || hi != min(2*f*time.Second, 30*time.Second) {
+		if lo != f*time.Second || hi != min(4*(time.Second<<i), 30*time.Second) {
 			t.Fatalf("window %d: [%v, %v], want floor %v", i+1, lo, hi, f*time.Second)
 		}
 		if d := b.NextBackOff(); !inWindow(d, lo, hi) {
@@ -329,7 +333,7 @@ func TestSchedulesStopFromCustomBackOff(t *testing.T) {
 		t.Fatalf("with Retry-After: %v, %v; want stop", d, ok)
 	}
 	// The overload schedule is the Conn's own and goes on.
-	if d, ok := s.next(RetryOverload, 0); !ok || !inWindow(d, time.Second, 2*time.Second) {
+	if d, ok := s.next(RetryOverload, 0); !ok || !inWindow(d, time.Second, 4*time.Second) {
 		t.Fatalf("overload after the custom schedule stopped: %v, %v", d, ok)
 	}
 	// Stop, and anything a custom policy makes up, stops.
@@ -462,8 +466,8 @@ func TestSchedulesResetRestartsWindows(t *testing.T) {
 		if d, _ := s.next(Retry, 0); !inWindow(d, 0, time.Second) {
 			t.Fatalf("round %d: first retry after reset %v, want [0, 1s)", round, d)
 		}
-		if d, _ := s.next(RetryOverload, 0); !inWindow(d, time.Second, 2*time.Second) {
-			t.Fatalf("round %d: first overload after reset %v, want [1s, 2s)", round, d)
+		if d, _ := s.next(RetryOverload, 0); !inWindow(d, time.Second, 4*time.Second) {
+			t.Fatalf("round %d: first overload after reset %v, want [1s, 4s)", round, d)
 		}
 		s.reset()
 	}

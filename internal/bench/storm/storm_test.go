@@ -19,7 +19,7 @@ func TestLibraryRetryAfter(t *testing.T) {
 	d := disconnectRefused
 	d.RetryAfter = 7 * time.Second
 	for range 100 {
-		// The first overload delay, [1, 2) s, is below the hint.
+		// The first overload delay, [1, 4) s, is below the hint.
 		if got := Library().New(nil).Next(d); got < 7*time.Second || got > 7700*time.Millisecond {
 			t.Fatalf("delay %v with Retry-After 7 s", got)
 		}
@@ -52,12 +52,12 @@ func TestLimiter(t *testing.T) {
 }
 
 // The library's schedules on a simulated clock: the standard schedule
-// spreads a drop uniformly over [0, 1 s), the overload one over [1, 2) s.
+// spreads a drop uniformly over [0, 1 s), the overload one over [1, 4) s.
 func TestSimulateLibrary(t *testing.T) {
 	for _, tc := range []struct {
 		cause  Cause
 		lo, hi float64
-	}{{Drop, 0, 1}, {TryAgainLater, 1, 2}} {
+	}{{Drop, 0, 1}, {TryAgainLater, 1, 4}} {
 		m := Simulate(SimConfig{N: 5000, Cause: tc.cause}, Library()).Compute()
 		if math.Abs(m.WindowStart-tc.lo) > 0.05 || math.Abs(m.WindowEnd-tc.hi) > 0.05 {
 			t.Errorf("%s: first window [%.3f, %.3f], want [%v, %v)", tc.cause, m.WindowStart, m.WindowEnd, tc.lo, tc.hi)
@@ -102,11 +102,11 @@ func TestRealQuick(t *testing.T) {
 		if m.Back != 40 {
 			t.Fatalf("%s: %d of 40 back", c, m.Back)
 		}
-		lo := 0.0
+		lo, hi := 0.0, 1.5
 		if c == TryAgainLater {
-			lo = 1
+			lo, hi = 1, 4.5
 		}
-		if m.WindowStart < lo || m.WindowEnd > lo+1.5 {
+		if m.WindowStart < lo || m.WindowEnd > hi {
 			t.Errorf("%s: first attempts in [%.3f, %.3f] s", c, m.WindowStart, m.WindowEnd)
 		}
 	}

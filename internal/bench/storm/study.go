@@ -128,12 +128,13 @@ func windowsFrom(name, desc string, lo, hi []float64) Windows {
 // sooner than 1 s, a floor that at least doubles per consecutive overload
 // up to the cap's half, no delay above the cap (30 s).
 var (
-	// OvlLibrary is NewOverloadBackOff(1 s, 30 s): [2^(n-1), 2^n).
-	OvlLibrary = ovlDoubling("O-a [2^(n-1), 2^n) (library)",
+	// OvlDisjoint is the library's first overload schedule: [2^(n-1), 2^n).
+	OvlDisjoint = ovlDoubling("O-a [2^(n-1), 2^n) (library before)",
 		"[2^(n-1), 2^n) s; capped [15, 30)",
 		func(n int) float64 { return 2 * p2(n) })
-	// OvlOverlap is [2^(n-1), 2^(n+1)): each window overlaps the next.
-	OvlOverlap = ovlDoubling("O-b [2^(n-1), 2^(n+1))",
+	// OvlLibrary is NewOverloadBackOff(1 s, 30 s) since this study:
+	// [2^(n-1), 2^(n+1)), each window overlapping the next.
+	OvlLibrary = ovlDoubling("O-b [2^(n-1), 2^(n+1)) (library)",
 		"[2^(n-1), 2^(n+1)) s; capped [15, 30)",
 		func(n int) float64 { return 4 * p2(n) })
 	// OvlColleague is the earlier proposal: [2.5^(n-1), 4·2.5^(n-1)).
@@ -171,7 +172,7 @@ func OvlCap(w float64) Windows {
 
 // OvlVariants are the overload schedules compared.
 func OvlVariants() []Windows {
-	return []Windows{OvlLibrary, OvlOverlap, OvlCap(3), OvlCap(5), OvlCap(10), OvlColleague, OvlFitted, OvlMinimax}
+	return []Windows{OvlDisjoint, OvlLibrary, OvlCap(3), OvlCap(5), OvlCap(10), OvlColleague, OvlFitted, OvlMinimax}
 }
 
 // Pair runs a candidate (standard, overload) pair the way a Conn's
