@@ -98,8 +98,8 @@ func newSchedules(cfg *config) *schedules {
 	s := &schedules{
 		maxDelay:      cfg.maxDelay,
 		maxRetryAfter: cfg.maxRetryAfter,
-		// The overload floor holds even under a small max delay: its
-		// window is then [floor, 2·floor).
+		// The overload floor holds even under a small max delay:
+		// NewOverloadBackOff raises its cap to twice the floor.
 		overload: *NewOverloadBackOff(max(minOverloadDelay, cfg.initialDelay), cfg.maxDelay).(*windowBackOff),
 	}
 	if cfg.newBackOff != nil {

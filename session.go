@@ -27,9 +27,8 @@ const (
 	endCloseFrame
 )
 
-// session is one live connection: the read pump that owns reading, the
-// heartbeat, and the reason it ended. The supervisor creates it, starts the
-// pump and waits for it.
+// session is one live connection: its reading (the pump, which the
+// supervisor runs itself), its heartbeat, and the reason it ended.
 type session struct {
 	c    *Conn
 	ws   *websocket.Conn
