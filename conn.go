@@ -99,9 +99,8 @@ type Conn struct {
 
 	mu            sync.Mutex
 	state         State
-	sess          *session      // the published session, or nil
-	changed       chan struct{} // closed and replaced on every change of sess or state
-	closeOnce     bool
+	sess          *session           // the published session, or nil
+	changed       chan struct{}      // closed and replaced on every change of sess or state
 	cancelAttempt context.CancelFunc // of the dial or OnConnect under way
 	stopErr       error              // why the Conn ended when the policy stopped it
 	firstSent     bool
@@ -307,7 +306,7 @@ func (c *Conn) enqueue(ctx context.Context, typ websocket.MessageType, p []byte)
 	c.mu.Lock()
 	s, state := c.sess, c.state
 	switch {
-	case state == StateClosed, c.closeOnce:
+	case state == StateClosed, c.isClosing():
 		c.mu.Unlock()
 		return c.endErr()
 	case s != nil && !s.dead.Load() && len(c.queue) == 0:
@@ -358,11 +357,9 @@ func (c *Conn) CloseNow() error {
 
 func (c *Conn) shutdown(graceful bool, code websocket.StatusCode, reason string) error {
 	c.mu.Lock()
-	first := !c.closeOnce
 	var s *session
 	var cancel context.CancelFunc
-	if first {
-		c.closeOnce = true
+	if !c.isClosing() { // closing is closed under mu, so this is the first call
 		close(c.closing)
 		s, cancel = c.sess, c.cancelAttempt
 	}
@@ -404,7 +401,7 @@ func (c *Conn) shutdown(graceful bool, code websocket.StatusCode, reason string)
 func (c *Conn) attemptContext() (context.Context, context.CancelFunc) {
 	ctx, cancel := context.WithTimeout(c.base, c.cfg.dialTimeout)
 	c.mu.Lock()
-	if c.closeOnce {
+	if c.isClosing() {
 		cancel()
 	} else {
 		c.cancelAttempt = cancel
@@ -508,7 +505,7 @@ func (c *Conn) publish(s *session) error {
 		c.queue = c.queue[1:]
 		c.mu.Unlock()
 	}
-	if c.closeOnce {
+	if c.isClosing() {
 		c.mu.Unlock()
 		return errClosing
 	}
