@@ -1,12 +1,13 @@
 package wsreconnect
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
+	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -15,106 +16,6 @@ import (
 
 	"github.com/coder/websocket"
 )
-
-var (
-	// ErrClosed is returned by Read and Write, including calls blocked in
-	// them, once Close or CloseNow has been called.
-	ErrClosed = errors.New("wsreconnect: closed")
-
-	// ErrHeartbeatTimeout is wrapped by Disconnect.Err when the heartbeat
-	// found the peer dead and closed the connection (reported as code 1006).
-	ErrHeartbeatTimeout = errors.New("wsreconnect: heartbeat timeout: no pong or other frame in time")
-
-	// ErrSendQueueFull is returned by Write when the send queue (see
-	// WithSendQueue) is full.
-	ErrSendQueueFull = errors.New("wsreconnect: send queue full")
-)
-
-// UnsentError is returned by Close and CloseNow when messages in the send
-// queue (see WithSendQueue) were never sent.
-type UnsentError struct {
-	Count int // how many queued messages were dropped
-}
-
-func (e *UnsentError) Error() string {
-	return fmt.Sprintf("wsreconnect: %d queued messages were never sent", e.Count)
-}
-
-// Disconnect describes one lost connection or one failed attempt, and what
-// the Conn decided to do about it.
-type Disconnect struct {
-	// Code is the close code: the peer's close frame if one arrived; 1006
-	// (websocket.StatusAbnormalClosure) when an established connection
-	// ended without one (EOF, reset, broken pipe, heartbeat timeout); 1009
-	// when a message exceeded the read limit; 0 for a failed dial or a
-	// failed OnConnect that carried no close code.
-	Code websocket.StatusCode
-	// Reason is the reason in the peer's close frame, if any.
-	Reason string
-	// HTTPStatus is the status of a failed handshake, else 0.
-	HTTPStatus int
-	// RetryAfter is the server's Retry-After hint on a failed handshake,
-	// clamped to [0, WithMaxRetryAfter]; 0 when absent or malformed.
-	RetryAfter time.Duration
-	// Err is what ended it. For a close frame, websocket.CloseStatus(Err)
-	// reports the code.
-	Err error
-	// Uptime is how long the connection was up; 0 for a failed attempt.
-	Uptime time.Duration
-	// Attempt counts the consecutive failures since the last stable
-	// connection (see WithStableUptime), this one included: 1, 2, 3, …
-	Attempt int
-	// Decision is what the policy decided.
-	Decision Decision
-	// Reconnect reports whether another attempt follows.
-	Reconnect bool
-	// Delay is the wait before that attempt.
-	Delay time.Duration
-}
-
-func (d Disconnect) String() string {
-	s := d.what() + ": "
-	if d.Reconnect {
-		return s + fmt.Sprintf("%v in %v", d.Decision, d.Delay)
-	}
-	return s + "stop"
-}
-
-// MarshalJSON renders Err as its message (an error value has no JSON form
-// of its own), so that a Disconnect or Stats can be published as is, for
-// example with expvar.
-func (d Disconnect) MarshalJSON() ([]byte, error) {
-	type plain Disconnect // without the MarshalJSON method
-	var errText string
-	if d.Err != nil {
-		errText = d.Err.Error()
-	}
-	return json.Marshal(struct {
-		plain
-		Err string `json:",omitempty"`
-	}{plain(d), errText})
-}
-
-// what says what ended the connection or attempt, and which attempt it was.
-func (d Disconnect) what() string {
-	var b strings.Builder
-	switch {
-	case d.HTTPStatus != 0:
-		fmt.Fprintf(&b, "handshake status %d", d.HTTPStatus)
-	case d.Code != 0:
-		fmt.Fprintf(&b, "code %d", int(d.Code))
-		if d.Reason != "" {
-			fmt.Fprintf(&b, " %q", d.Reason)
-		}
-	default:
-		b.WriteString("dial failed")
-	}
-	if d.Err != nil {
-		fmt.Fprintf(&b, ": %v", d.Err)
-	}
-	fmt.Fprintf(&b, " (attempt %d)", d.Attempt)
-	return b.String()
-}
 
 // Decision is a policy's verdict on a Disconnect.
 type Decision int
@@ -148,7 +49,8 @@ func (d Decision) String() string {
 
 // A Policy decides what follows a Disconnect. The Disconnect it receives has
 // every field set but Decision, Reconnect and Delay. A value other than
-// Stop, Retry or RetryOverload counts as Stop.
+// Stop, Retry or RetryOverload counts as Stop. A Policy is not consulted
+// for a reconnect the application asked for (Conn.Reconnect).
 type Policy func(Disconnect) Decision
 
 // DefaultPolicy is the default classification (RFC 6455 §7.4, the IANA
@@ -158,13 +60,15 @@ type Policy func(Disconnect) Decision
 //	failed dial: network error, timeout (Code 0)                  Retry
 //	heartbeat timeout (1006, ErrHeartbeatTimeout)                 Retry
 //	1001 going away, 1011, 1012 service restart, 1014             Retry
+//	1005 no status (an empty close frame says nothing of intent)  Retry
 //	1013 try again later                                          RetryOverload
 //	handshake 429, 503                                            RetryOverload
 //	handshake 408, 500, 502, 504, other 5xx                       Retry
-//	1000 normal, 1005 no status (the server ended on purpose)     Stop
+//	1000 normal closure (the server ended it on purpose)          Stop
 //	1002, 1003, 1007, 1008, 1009, 1010, 1015                      Stop
 //	handshake 4xx other than 408 and 429, 1xx-3xx other than 101  Stop
-//	TLS certificate errors, malformed URL                         Stop
+//	TLS certificate errors, malformed URL, wss:// to a plain
+//	  HTTP server, a DialFunc that returns no connection          Stop
 //	3000-4999 (application codes)                                 Retry
 //	other codes                                                   Retry
 //	the caller's Close or CloseNow (ErrClosed)                    Stop
@@ -184,9 +88,8 @@ func DefaultPolicy(d Disconnect) Decision {
 		return Retry
 	}
 	switch d.Code {
-	case websocket.StatusNormalClosure, websocket.StatusNoStatusRcvd:
-		return Stop
-	case websocket.StatusProtocolError,
+	case websocket.StatusNormalClosure,
+		websocket.StatusProtocolError,
 		websocket.StatusUnsupportedData,
 		websocket.StatusInvalidFramePayloadData,
 		websocket.StatusPolicyViolation,
@@ -197,7 +100,7 @@ func DefaultPolicy(d Disconnect) Decision {
 	case websocket.StatusTryAgainLater:
 		return RetryOverload
 	}
-	// 1001, 1006, 1011, 1012, 1014, application codes 3000-4999 and
+	// 1001, 1005, 1006, 1011, 1012, 1014, application codes 3000-4999 and
 	// anything else: the server may well accept us again.
 	return Retry
 }
@@ -215,20 +118,34 @@ func statusDecision(status int) Decision {
 	return Stop
 }
 
+// configError is a dial failure that says the configuration is wrong, not
+// the network: repeating the attempt cannot help.
+type configError struct {
+	msg string
+	err error
+}
+
+func (e *configError) Error() string { return e.msg }
+func (e *configError) Unwrap() error { return e.err }
+
 // permanentDialError reports dial errors that no retry can cure: TLS
-// certificates that do not verify, and URLs that cannot be dialled.
+// certificates that do not verify, URLs that cannot be dialled, and the
+// misconfigurations that describeDialError names.
 func permanentDialError(err error) bool {
 	if err == nil {
 		return false
 	}
 	var (
-		verr  *tls.CertificateVerificationError
-		uaerr x509.UnknownAuthorityError
-		herr  x509.HostnameError
-		cierr x509.CertificateInvalidError
-		uerr  *url.Error
+		cfgErr *configError
+		verr   *tls.CertificateVerificationError
+		uaerr  x509.UnknownAuthorityError
+		herr   x509.HostnameError
+		cierr  x509.CertificateInvalidError
+		uerr   *url.Error
 	)
 	switch {
+	case errors.As(err, &cfgErr):
+		return true
 	case errors.As(err, &verr), errors.As(err, &uaerr), errors.As(err, &herr), errors.As(err, &cierr):
 		return true
 	case errors.As(err, &uerr) && uerr.Op == "parse":
@@ -238,14 +155,32 @@ func permanentDialError(err error) bool {
 	return strings.Contains(err.Error(), "unexpected url scheme")
 }
 
-// dialEnd describes a failed dial attempt. resp may be nil.
-func dialEnd(err error, resp *http.Response, now time.Time, maxRetryAfter time.Duration) Disconnect {
-	d := Disconnect{Err: err}
-	if resp != nil && resp.StatusCode != http.StatusSwitchingProtocols {
-		d.HTTPStatus = resp.StatusCode
-		d.RetryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), now, maxRetryAfter)
+// errNoConnection is what a DialFunc that returned neither a connection
+// nor an error is reported as.
+var errNoConnection = &configError{msg: "wsreconnect: DialFunc returned neither a connection nor an error"}
+
+// describeDialError names what a failed dial attempt means. attempt is the
+// ctx the DialFunc was given; closing reports whether Close was called.
+func describeDialError(err error, attempt context.Context, closing bool, dialTimeout string) error {
+	var rhErr tls.RecordHeaderError
+	switch {
+	case closing:
+		return err
+	case errors.As(err, &rhErr), strings.Contains(err.Error(), "server gave HTTP response to HTTPS client"):
+		return &configError{msg: "wsreconnect: the server does not speak TLS (a wss:// URL for a ws:// server?): " + err.Error(), err: err}
+	case !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded):
+		return err
+	case errors.Is(attempt.Err(), context.DeadlineExceeded):
+		return fmt.Errorf("wsreconnect: dial timed out after %s: %w", dialTimeout, err)
+	case attempt.Err() == nil && errors.Is(err, context.Canceled):
+		// The attempt's ctx is live: the DialFunc dialled with another
+		// one, which has ended and will fail every attempt.
+		return &configError{err: err, msg: "wsreconnect: the DialFunc returned " + err.Error() +
+			" although the ctx it was given is live: does it dial with an outer ctx that has ended? Use the ctx passed to the DialFunc"}
+	case attempt.Err() == nil:
+		return fmt.Errorf("wsreconnect: the DialFunc's own deadline expired (the ctx it was given is live): %w", err)
 	}
-	return d
+	return err
 }
 
 // connEnd describes the end of an established connection from the error
@@ -259,67 +194,50 @@ func connEnd(err error) Disconnect {
 	case errors.Is(err, websocket.ErrMessageTooBig):
 		// coder/websocket has already sent 1009 to the peer; make the code
 		// visible to websocket.CloseStatus, as for a code received.
-		d.Code = websocket.StatusMessageTooBig
-		d.Err = fmt.Errorf("%w (%w)", err, websocket.CloseError{Code: d.Code, Reason: "message too big"})
+		d.Code, d.Reason = websocket.StatusMessageTooBig, "message too big"
+		d.Err = fmt.Errorf("%w (%w)", err, websocket.CloseError{Code: d.Code, Reason: d.Reason})
+	case isProtocolViolation(err):
+		d.Code, d.Reason = websocket.StatusProtocolError, "protocol error"
+		d.Err = fmt.Errorf("wsreconnect: the peer broke the protocol: %w (%w)", err, websocket.CloseError{Code: d.Code, Reason: d.Reason})
 	}
 	return d
 }
 
-// parseRetryAfter reads a Retry-After value (RFC 9110 §10.2.3): either
-// delta-seconds or an HTTP date. The result is clamped to [0, max]; a
-// malformed or negative value, or a date in the past, gives 0.
-func parseRetryAfter(v string, now time.Time, max time.Duration) time.Duration {
-	v = strings.TrimSpace(v)
-	if v == "" || max <= 0 {
-		return 0
-	}
-	if secs, err := strconv.ParseUint(v, 10, 64); err == nil {
-		if secs >= uint64(max/time.Second)+1 || secs > math.MaxInt64/uint64(time.Second) {
-			return max
-		}
-		return min(time.Duration(secs)*time.Second, max)
-	} else if errors.Is(err, strconv.ErrRange) && strings.Trim(v, "0123456789") == "" {
-		return max // all digits, but beyond uint64
-	}
-	t, err := http.ParseTime(v)
-	if err != nil {
-		return 0
-	}
-	d := t.Sub(now)
-	if d <= 0 {
-		return 0
-	}
-	return min(d, max)
+// protocolViolations are how coder/websocket (v1.8.15, read.go) words the
+// errors for which it sends 1002 to the peer before it fails the read.
+var protocolViolations = []string{
+	"received header with unexpected rsv bits",
+	"received unknown opcode",
+	"received control frame payload with invalid length",
+	"received fragmented control frame",
+	"received invalid close payload",
+	"received continuation frame without text or binary frame",
+	"received new data message without finishing the previous message",
 }
 
-// redact hides the credentials and query of a URL that err mentions (net/http
-// puts the request URL into its errors; a token in the query would
-// otherwise reach logs). The result unwraps to err.
-func redact(err error) error {
-	var uerr *url.Error
-	if err == nil || !errors.As(err, &uerr) || uerr.URL == "" {
-		return err
-	}
-	safe := "<unparseable URL>"
-	if u, perr := url.Parse(uerr.URL); perr == nil {
-		u.User = nil
-		if u.RawQuery != "" {
-			u.RawQuery = "REDACTED"
-		}
-		u.Fragment = ""
-		safe = u.String()
+// isProtocolViolation reports whether err is one for which coder/websocket
+// sent 1002: the peer broke the protocol. The errors carry no type, so they
+// are recognised by their words; an error not recognised is reported as a
+// dropped connection (1006), which is retried.
+func isProtocolViolation(err error) bool {
+	if err == nil || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) {
+		return false
 	}
 	msg := err.Error()
-	if !strings.Contains(msg, uerr.URL) {
-		return err
+	for _, v := range protocolViolations {
+		if strings.Contains(msg, v) {
+			return true
+		}
 	}
-	return &redactedError{msg: strings.ReplaceAll(msg, uerr.URL, safe), err: err}
+	return false
 }
 
-type redactedError struct {
-	msg string
-	err error
+// dialEnd describes a failed dial attempt. resp may be nil.
+func dialEnd(err error, resp *http.Response, now time.Time, maxRetryAfter time.Duration) Disconnect {
+	d := Disconnect{Err: err}
+	if resp != nil && resp.StatusCode != http.StatusSwitchingProtocols {
+		d.HTTPStatus = resp.StatusCode
+		d.RetryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), now, maxRetryAfter)
+	}
+	return d
 }
-
-func (e *redactedError) Error() string { return e.msg }
-func (e *redactedError) Unwrap() error { return e.err }

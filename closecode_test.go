@@ -76,7 +76,7 @@ func TestDefaultPolicyTable(t *testing.T) {
 		{"1002 protocol error", closeEnd(1002, ""), 1002, 0, Stop},
 		{"1003 unsupported data", closeEnd(1003, ""), 1003, 0, Stop},
 		{"1004 reserved", closeEnd(1004, ""), 1004, 0, Retry},
-		{"1005 no status", closeEnd(1005, ""), 1005, 0, Stop},
+		{"1005 no status", closeEnd(1005, ""), 1005, 0, Retry},
 		{"1006 as a close error", closeEnd(1006, ""), 1006, 0, Retry},
 		{"1007 invalid payload", closeEnd(1007, ""), 1007, 0, Stop},
 		{"1008 policy violation", closeEnd(1008, "go away"), 1008, 0, Stop},
@@ -556,7 +556,7 @@ func FuzzParseRetryAfter(f *testing.F) {
 // close frame (code not 0) and for a handshake status in 100-599.
 func closeCodeOracle(code websocket.StatusCode) Decision {
 	switch code {
-	case 1000, 1005, 1002, 1003, 1007, 1008, 1009, 1010, 1015:
+	case 1000, 1002, 1003, 1007, 1008, 1009, 1010, 1015:
 		return Stop
 	case 1013:
 		return RetryOverload

@@ -1,18 +1,12 @@
 package wsreconnect
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
-	"net"
 	"net/http"
-	"runtime"
-	"strconv"
 	"sync"
 	"sync/atomic"
-	"time"
 	"unicode/utf8"
 
 	"github.com/coder/websocket"
@@ -26,15 +20,10 @@ import (
 //	}
 //
 // It is called once per attempt, with a ctx that ends after the dial
-// timeout or on Close. On a failed handshake it should return the
-// *http.Response, as websocket.Dial does, so that the status and
-// Retry-After can be classified.
+// timeout or on Close; it must dial with that ctx. On a failed handshake it
+// should return the *http.Response, as websocket.Dial does, so that the
+// status and Retry-After can be classified.
 type DialFunc func(ctx context.Context) (*websocket.Conn, *http.Response, error)
-
-// readAhead is how many whole messages the read pump may hold for Read.
-// It lets the pump read the next message while the application works on
-// this one, and bounds the memory a slow reader pins.
-const readAhead = 8
 
 // State is a Conn's connection state.
 type State int32
@@ -63,55 +52,75 @@ func (s State) String() string {
 	return fmt.Sprintf("State(%d)", int32(s))
 }
 
-type message struct {
-	typ  websocket.MessageType
-	data []byte
-}
+// phase is where the supervisor is in its loop; Reconnect and Close act
+// on it.
+type phase int
+
+const (
+	phaseDialing    phase = iota // waiting on the limiter, or in the DialFunc
+	phaseConnecting              // OnConnect, then the send queue, on c.sess
+	phaseLive                    // c.sess is published and served
+	phaseWaiting                 // after an end: the policy, OnDisconnect, the backoff wait
+	phaseEnded
+)
 
 // Conn is a WebSocket connection that redials when it drops. Read and Write
 // keep working across reconnects. All methods are safe for concurrent use.
+//
+// The lifecycle, in one place:
+//
+//   - The supervisor (run, in reconnect.go) is the Conn's one long-lived
+//     goroutine. Dial starts it; it ends when the Conn ends, closing done.
+//     It owns the schedules and runs the loop: dial, OnConnect, serve the
+//     connection, classify its end, OnDisconnect, wait. While a connection
+//     is live, the supervisor is its reader (session.serve, the pump).
+//   - Each dial runs on a short-lived goroutine the supervisor starts and
+//     waits for (dialOnOwnStack).
+//   - A session (session.go) is one connection. Its tasks, started by
+//     whoever needs them, are the close handshake, a pending kill, and the
+//     heartbeat's timer and pings (heartbeat.go); the supervisor retires the
+//     session when its pump returns, and waits for every task then. None
+//     starts after that.
+//   - State: the supervisor owns the schedules and the session it serves;
+//     c.mu guards the state, phase, counters, send queue and c.sess, which
+//     Close and Reconnect read to act on the connection; the inbox (Read's
+//     messages) has its own lock, and belongs to the Conn, so what a
+//     connection received stays readable after it ended.
+//   - Close ends it all and waits for done, except while one of the
+//     application's callbacks runs (it may be the caller): Close never waits
+//     for the application's own code. No callback starts once Close was
+//     called.
 type Conn struct {
 	cfg  config
 	dial DialFunc
 
 	// base carries the values of Dial's ctx, never its cancellation: each
-	// dial attempt derives its own ctx from it and registers its cancel in
+	// attempt derives its own ctx from it and registers its cancel in
 	// cancelAttempt, which Close calls.
 	base context.Context
 
-	closing chan struct{} // closed by Close/CloseNow
-	stopped chan struct{} // closed when the Conn has ended, for any reason
-	done    chan struct{} // closed when the supervisor has returned
-	first   chan error    // the outcome of the first connection, for Dial
+	closeCalled chan struct{} // closed by the first Close or CloseNow, under mu
+	done        chan struct{} // closed when the supervisor has returned
+	first       chan error    // the outcome of the first connection, for Dial
 
-	msgs chan message // read pumps → Read, in order
-
-	cur atomic.Pointer[session] // the live session, for Write's fast path
-	// Goroutine ids of the supervisor and of the DialFunc's goroutine, to
-	// spot a Close called from a callback, which must not wait for itself.
-	supervisor atomic.Uint64
-	dialer     atomic.Uint64
-
-	// carry holds messages of a dead session that Read has not taken yet
-	// (see session.pump). The supervisor owns it; once the Conn has
-	// stopped, Read takes from it under mu.
-	carry []message
+	inbox inbox
+	cur   atomic.Pointer[session] // the live session, for Write's fast path
 
 	mu            sync.Mutex
 	state         State
-	sess          *session           // the published session, or nil
-	changed       chan struct{}      // closed and replaced on every change of sess or state
+	phase         phase
+	sess          *session           // the session set up or served, in phaseConnecting and phaseLive
+	changed       chan struct{}      // closed and replaced on every change of state
 	cancelAttempt context.CancelFunc // of the dial or OnConnect under way
+	wake          chan struct{}      // Reconnect wakes the supervisor's wait (cap 1)
+	wakeNow       bool               // a Reconnect cuts the coming wait short
+	callbacks     int                // the application's callbacks running now
 	stopErr       error              // why the Conn ended when the policy stopped it
+	closeErr      error              // the close handshake's error, for Close
 	firstSent     bool
 	queue         []message // the send queue (WithSendQueue), oldest first
 	unsent        error     // an *UnsentError once the Conn has ended with a queue
-
-	// Counters for Stats, under mu.
-	connects    uint64
-	disconnects [3]uint64 // by Decision
-	attempt     int
-	last        Disconnect
+	counts        counts    // for Stats
 }
 
 // Dial starts a Conn and returns once its first connection is up (after
@@ -135,16 +144,16 @@ func Dial(ctx context.Context, dial DialFunc, opts ...Option) (*Conn, error) {
 		return nil, err
 	}
 	c := &Conn{
-		cfg:     cfg,
-		dial:    dial,
-		closing: make(chan struct{}),
-		stopped: make(chan struct{}),
-		done:    make(chan struct{}),
-		first:   make(chan error, 1),
-		msgs:    make(chan message, readAhead),
-		changed: make(chan struct{}),
+		cfg:         cfg,
+		dial:        dial,
+		base:        context.WithoutCancel(ctx),
+		closeCalled: make(chan struct{}),
+		done:        make(chan struct{}),
+		first:       make(chan error, 1),
+		inbox:       newInbox(),
+		changed:     make(chan struct{}),
+		wake:        make(chan struct{}, 1),
 	}
-	c.base = context.WithoutCancel(ctx)
 	go c.run()
 
 	select {
@@ -156,6 +165,7 @@ func Dial(ctx context.Context, dial DialFunc, opts ...Option) (*Conn, error) {
 		return c, nil
 	case <-ctx.Done():
 		_ = c.CloseNow()
+		<-c.done
 		err := fmt.Errorf("wsreconnect: dial: %w", context.Cause(ctx))
 		if last := c.Stats().LastDisconnect; last.Attempt > 0 {
 			err = fmt.Errorf("%w; last attempt: %s", err, last.what())
@@ -164,59 +174,13 @@ func Dial(ctx context.Context, dial DialFunc, opts ...Option) (*Conn, error) {
 	}
 }
 
-// Stats is a snapshot of a Conn's counters.
-type Stats struct {
-	State State
-	// Connects counts the connections established (OnConnect included).
-	Connects uint64
-	// Disconnects counts the Disconnects reported, by decision.
-	Disconnects map[Decision]uint64
-	// Attempt is the Attempt of the last Disconnect: consecutive failures
-	// since the last stable connection; 0 before the first Disconnect.
-	Attempt int
-	// LastDisconnect is the most recent Disconnect; zero before the first.
-	LastDisconnect Disconnect
-	// Uptime is how long the current connection has been up; 0 when none.
-	Uptime time.Duration
-	// Queued counts the messages waiting in the send queue.
-	Queued int
-}
-
-// Stats returns a snapshot of the Conn's counters. It is safe for
-// concurrent use and cheap enough to poll.
-func (c *Conn) Stats() Stats {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	st := Stats{
-		State:          c.state,
-		Connects:       c.connects,
-		Disconnects:    make(map[Decision]uint64, len(c.disconnects)),
-		Attempt:        c.attempt,
-		LastDisconnect: c.last,
-		Queued:         len(c.queue),
-	}
-	for d, n := range c.disconnects {
-		st.Disconnects[Decision(d)] = n
-	}
-	if c.sess != nil {
-		st.Uptime = c.sess.uptime()
-	}
-	return st
-}
-
-// State returns the connection state at this instant.
-func (c *Conn) State() State {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.state
-}
-
 // Read returns the next whole message. Messages arrive in order and are
-// never duplicated by the Conn; Read keeps working across reconnects.
-// ctx bounds this call only: when it ends, Read returns its error and the
-// connection is unaffected. After Close or CloseNow, Read returns ErrClosed,
-// even when messages were still buffered. After the policy stopped, Read
-// returns the messages that had arrived, then a *StopError.
+// never duplicated by the Conn; Read keeps working across reconnects, and
+// returns the messages a connection received even after that connection
+// is gone. ctx bounds this call only: when it ends, Read returns its error
+// and the connection is unaffected. After Close or CloseNow, Read returns
+// ErrClosed, even when messages were still buffered. After the policy
+// stopped, Read returns the messages that had arrived, then a *StopError.
 //
 // The Conn reads ahead a few messages; while they wait for Read the
 // connection is not read, so a peer's pong cannot be seen and the
@@ -225,52 +189,23 @@ func (c *Conn) Read(ctx context.Context) (websocket.MessageType, []byte, error) 
 	if c.isClosing() {
 		return 0, nil, ErrClosed
 	}
-	select {
-	case m := <-c.msgs:
-		return m.typ, m.data, nil
-	default:
-	}
-	select {
-	case <-c.closing:
+	m, ok, err := c.inbox.take(ctx, c.closeCalled, c.done)
+	switch {
+	case c.isClosing():
 		return 0, nil, ErrClosed
-	case m := <-c.msgs:
-		if c.isClosing() {
-			return 0, nil, ErrClosed
-		}
-		return m.typ, m.data, nil
-	case <-c.stopped:
-		return c.readAfterStop()
-	case <-ctx.Done():
-		return 0, nil, ctx.Err()
+	case err != nil:
+		return 0, nil, err
+	case !ok:
+		return 0, nil, c.endErr()
 	}
-}
-
-// readAfterStop returns what had arrived before the policy stopped the
-// Conn, in order (the read-ahead, then any carried over), then the reason.
-func (c *Conn) readAfterStop() (websocket.MessageType, []byte, error) {
-	if c.isClosing() {
-		return 0, nil, ErrClosed
-	}
-	select {
-	case m := <-c.msgs:
-		return m.typ, m.data, nil
-	default:
-	}
-	c.mu.Lock()
-	if len(c.carry) > 0 {
-		m := c.carry[0]
-		c.carry = c.carry[1:]
-		c.mu.Unlock()
-		return m.typ, m.data, nil
-	}
-	c.mu.Unlock()
-	return 0, nil, c.endErr()
+	return m.typ, m.data, nil
 }
 
 // Write writes a whole message. While the Conn is reconnecting, Write waits
 // for the next connection, bounded by ctx. It returns nil only when the whole
 // message was written to a live connection; otherwise an error, and the
-// message may or may not have reached the peer.
+// message may or may not have reached the peer. A ctx that has already
+// ended is an error at once, and costs no connection.
 //
 // ctx is passed to websocket.Conn.Write: if it ends while the message is
 // being written, coder/websocket closes that connection (a half-written
@@ -286,7 +221,7 @@ func (c *Conn) Write(ctx context.Context, typ websocket.MessageType, p []byte) e
 		if state == StateClosed {
 			return c.endErr()
 		}
-		if s != nil && !s.dead.Load() {
+		if state == StateConnected && !s.ended.Load() {
 			return s.write(ctx, typ, p)
 		}
 		if c.cfg.sendQueue > 0 {
@@ -300,43 +235,24 @@ func (c *Conn) Write(ctx context.Context, typ websocket.MessageType, p []byte) e
 	}
 }
 
-// enqueue queues a copy of p for the next connection, unless the Conn went
-// live or ended meanwhile.
-func (c *Conn) enqueue(ctx context.Context, typ websocket.MessageType, p []byte) error {
-	c.mu.Lock()
-	s, state := c.sess, c.state
-	switch {
-	case state == StateClosed, c.isClosing():
-		c.mu.Unlock()
-		return c.endErr()
-	case s != nil && !s.dead.Load() && len(c.queue) == 0:
-		c.mu.Unlock()
-		return s.write(ctx, typ, p)
-	case len(c.queue) >= c.cfg.sendQueue:
-		c.mu.Unlock()
-		return ErrSendQueueFull
-	}
-	c.queue = append(c.queue, message{typ, bytes.Clone(p)})
-	c.mu.Unlock()
-	return nil
-}
-
 // Close ends the Conn: it closes the current connection with a close
 // handshake carrying code and reason, stops reconnecting, and returns once
 // every goroutine of the Conn has ended. The handshake follows
 // websocket.Conn.Close, which waits up to 5 s for the write and 5 s for the
-// peer's close frame; on a peer that may be dead, CloseNow returns sooner.
-// Blocked Read and Write calls return ErrClosed; no callback fires after
-// Close returns. Close is idempotent.
+// peer's close frame; CloseNow, called meanwhile or instead, cuts it short.
+// Blocked Read and Write calls return ErrClosed; no callback starts once
+// Close was called. Close is idempotent.
 //
 // code must be one a close frame may carry (1000-1003, 1007-1014,
 // 3000-4999) and reason at most 123 bytes of UTF-8; otherwise the Conn is
 // closed as by CloseNow and Close returns an error saying why.
 //
-// Called from inside an OnConnect or OnDisconnect function, the policy, or
-// the DialFunc, Close does not wait: the Conn ends as soon as that function
-// returns. A connection still in OnConnect, or writing the send queue, is
-// closed without a close frame.
+// Close never waits for the application's own code: called while a
+// callback (the DialFunc, OnConnect, OnDisconnect, the policy, the ping
+// function, the dial limiter) is running, possibly from inside it, Close
+// returns once it has stopped everything else, and the Conn ends as soon
+// as that callback returns (Done is closed then). A connection still in
+// OnConnect, or writing the send queue, is closed without a close frame.
 func (c *Conn) Close(code websocket.StatusCode, reason string) error {
 	if err := validCloseFrame(code, reason); err != nil {
 		return errors.Join(err, c.shutdown(false, 0, ""))
@@ -344,75 +260,141 @@ func (c *Conn) Close(code websocket.StatusCode, reason string) error {
 	return c.shutdown(true, code, reason)
 }
 
-// CloseNow ends the Conn at once, without a close handshake: it stops
-// reconnecting, closes the current connection and returns once every
-// goroutine of the Conn has ended (see Close for calls from a callback).
-// It is idempotent. Called while a Close handshake is in progress, it waits
-// for that handshake: coder/websocket offers no way to abort one, and bounds
-// it at 5 s to write the close frame and 5 s for the answer. To bound a
-// shutdown more tightly, call CloseNow instead of Close.
+// CloseNow ends the Conn at once, without a close handshake (or cutting
+// short one that Close started): it stops reconnecting, closes the current
+// connection and returns once every goroutine of the Conn has ended (see
+// Close for calls during a callback). It is idempotent.
 func (c *Conn) CloseNow() error {
 	return c.shutdown(false, 0, "")
 }
 
 func (c *Conn) shutdown(graceful bool, code websocket.StatusCode, reason string) error {
 	c.mu.Lock()
-	var s *session
-	var cancel context.CancelFunc
-	if !c.isClosing() { // closing is closed under mu, so this is the first call
-		close(c.closing)
-		s, cancel = c.sess, c.cancelAttempt
+	first := !c.isClosing()
+	if first {
+		close(c.closeCalled)
+		signal(c.wake)
 	}
+	s, ph, cancel := c.sess, c.phase, c.cancelAttempt
+	inCallback := c.callbacks > 0
 	c.mu.Unlock()
-	if cancel != nil {
-		cancel()
-	}
-	// The live session is closed here, on the caller's goroutine: the
-	// supervisor is its read pump, and must go on reading for the close
-	// handshake to complete.
-	var closeErr error
-	if s != nil {
-		s.hb.stop()
-		if graceful && !s.dead.Load() {
-			closeErr = s.ws.Close(code, reason)
-			if errors.Is(closeErr, net.ErrClosed) {
-				closeErr = nil // it had just dropped: nothing to close
-			}
+	if first {
+		c.inbox.drop()
+		if cancel != nil {
+			cancel()
 		}
-		_ = s.ws.CloseNow()
 	}
-	if g := goid(); g == c.supervisor.Load() || g == c.dialer.Load() {
-		// Called from a callback (OnConnect, OnDisconnect, the policy, the
-		// DialFunc): waiting would wait for ourselves. The Conn ends as
-		// soon as the callback returns.
+	if s != nil {
+		if first && graceful && ph == phaseLive && !s.ended.Load() {
+			s.closeHandshake(code, reason, 0)
+		} else if !graceful {
+			s.kill()
+		}
+	}
+	if inCallback {
 		return nil
 	}
 	<-c.done
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if closeErr != nil {
-		return errors.Join(fmt.Errorf("wsreconnect: close: %w", closeErr), c.unsent)
+	if c.closeErr != nil {
+		return errors.Join(fmt.Errorf("wsreconnect: close: %w", c.closeErr), c.unsent)
 	}
 	return c.unsent
 }
 
-// attemptContext returns the ctx for one dial, OnConnect or queue flush:
-// it ends after the dial timeout or when Close is called.
-func (c *Conn) attemptContext() (context.Context, context.CancelFunc) {
-	ctx, cancel := context.WithTimeout(c.base, c.cfg.dialTimeout)
+// Reconnect drops the current connection and dials again at once, without
+// a backoff wait: after a network change, a token rotation, or a server
+// message that says "reconnect". It returns at once: it waits neither for
+// the close handshake nor for the new connection.
+//
+//   - A live connection is closed with a close frame, 1000 "reconnecting"
+//     (the one code the browser's API also allows), after at most 1 s for
+//     the server's answer. Messages it received before stay readable; as in
+//     any close handshake, those that arrive after it sent the close frame
+//     may be discarded. Its end is reported to OnDisconnect once, with Err
+//     wrapping ErrReconnectRequested, Decision Retry, Reconnect true and
+//     Delay 0; the policy is not consulted.
+//   - During the wait before the next attempt (and from OnDisconnect, for
+//     the wait the Disconnect announces), it cuts the wait short.
+//   - From OnConnect, or while the send queue is written, the connection
+//     being set up is dropped the same way once OnConnect returns.
+//   - While a dial is under way, it does nothing: that dial is the new
+//     connection. After the Conn has ended, it does nothing.
+//
+// A requested reconnect counts as an end like any other for Attempt (which
+// resets after a stable connection) and for resetting the schedules, but
+// it does not advance them: the next failure waits what it would have
+// waited. Calling Reconnect on every connection (say, from OnConnect)
+// makes a dial loop without backoff; WithDialLimiter bounds it.
+func (c *Conn) Reconnect() {
 	c.mu.Lock()
-	if c.isClosing() {
-		cancel()
-	} else {
-		c.cancelAttempt = cancel
+	s, ph := c.sess, c.phase
+	switch ph {
+	case phaseConnecting:
+		s.markReconnect()
+		s = nil
+	case phaseLive:
+	case phaseWaiting:
+		c.wakeNow = true
+		signal(c.wake)
+		s = nil
+	default:
+		s = nil
 	}
 	c.mu.Unlock()
-	return ctx, func() {
-		c.mu.Lock()
-		c.cancelAttempt = nil
-		c.mu.Unlock()
-		cancel()
+	if s == nil {
+		return
 	}
+	if s.markReconnect() {
+		s.reconnect()
+		return
+	}
+	// It ended on its own a moment ago: cut the wait after it instead.
+	c.mu.Lock()
+	if c.phase == phaseLive || c.phase == phaseWaiting {
+		c.wakeNow = true
+		signal(c.wake)
+	}
+	c.mu.Unlock()
+}
+
+// Done returns a channel that is closed once the Conn has ended (Close,
+// CloseNow or a policy stop) and all its goroutines are gone.
+func (c *Conn) Done() <-chan struct{} { return c.done }
+
+// Err returns nil while the Conn runs; once Close or CloseNow was called,
+// ErrClosed; once the policy stopped it, the *StopError, as Read does.
+func (c *Conn) Err() error {
+	if c.isClosing() {
+		return ErrClosed
+	}
+	select {
+	case <-c.done:
+		return c.endErr()
+	default:
+		return nil
+	}
+}
+
+// Subprotocol returns the subprotocol negotiated by the live connection,
+// "" when none was or while the Conn is reconnecting.
+func (c *Conn) Subprotocol() string {
+	if s := c.cur.Load(); s != nil {
+		return s.subprotocol
+	}
+	return ""
+}
+
+// State returns the connection state at this instant: StateClosed as
+// soon as Close or CloseNow has been called.
+func (c *Conn) State() State {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.isClosing() {
+		return StateClosed
+	}
+	return c.state
 }
 
 func validCloseFrame(code websocket.StatusCode, reason string) error {
@@ -431,33 +413,14 @@ func validCloseFrame(code websocket.StatusCode, reason string) error {
 	return nil
 }
 
-// goid returns the current goroutine's id, parsed from "goroutine N [".
-// Only Close uses it, to avoid waiting for itself when called from a
-// callback; any other goroutine's Close waits for the supervisor to end.
-func goid() uint64 {
-	var buf [32]byte
-	b := buf[:runtime.Stack(buf[:], false)]
-	b = bytes.TrimPrefix(b, []byte("goroutine "))
-	if i := bytes.IndexByte(b, ' '); i > 0 {
-		b = b[:i]
-	}
-	id, err := strconv.ParseUint(string(b), 10, 64)
-	if err != nil {
-		panic("wsreconnect: cannot read the goroutine id: " + err.Error())
-	}
-	return id
-}
-
 func (c *Conn) isClosing() bool {
 	select {
-	case <-c.closing:
+	case <-c.closeCalled:
 		return true
 	default:
 		return false
 	}
 }
-
-func (c *Conn) logger() *slog.Logger { return c.cfg.logger }
 
 // endErr is the error Read and Write return once the Conn has ended.
 func (c *Conn) endErr() error {
@@ -472,103 +435,28 @@ func (c *Conn) endErr() error {
 	return ErrClosed
 }
 
+// callback runs fn, the application's code, counted so that Close does
+// not wait for it. It reports false, without running fn, once Close was
+// called.
+func (c *Conn) callback(fn func()) bool {
+	c.mu.Lock()
+	if c.isClosing() {
+		c.mu.Unlock()
+		return false
+	}
+	c.callbacks++
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		c.callbacks--
+		c.mu.Unlock()
+	}()
+	fn()
+	return true
+}
+
 // broadcastLocked wakes every Write waiting for a change. c.mu must be held.
 func (c *Conn) broadcastLocked() {
 	close(c.changed)
 	c.changed = make(chan struct{})
-}
-
-// errClosing stops publish when Close came first.
-var errClosing = errors.New("wsreconnect: closing")
-
-// publish writes the send queue to s, in order, then makes s the live
-// session. The queue is checked empty under the same lock that publishes s,
-// so no queued message is left behind; the same lock tells Close about s,
-// or publish about Close. A failed write leaves its message at the head of
-// the queue and s unpublished.
-func (c *Conn) publish(s *session) error {
-	for {
-		c.mu.Lock()
-		if len(c.queue) == 0 {
-			break
-		}
-		m := c.queue[0]
-		c.mu.Unlock()
-		ctx, cancel := c.attemptContext()
-		err := s.ws.Write(ctx, m.typ, m.data)
-		cancel()
-		if err != nil {
-			return fmt.Errorf("wsreconnect: writing the send queue: %w", err)
-		}
-		c.mu.Lock()
-		c.queue[0] = message{}
-		c.queue = c.queue[1:]
-		c.mu.Unlock()
-	}
-	if c.isClosing() {
-		c.mu.Unlock()
-		return errClosing
-	}
-	c.sess = s
-	c.connects++
-	c.state = StateConnected
-	c.cur.Store(s)
-	c.broadcastLocked()
-	if !c.firstSent {
-		c.firstSent = true
-		c.first <- nil
-	}
-	c.mu.Unlock()
-	return nil
-}
-
-// unpublish retires s after it ended; Writes wait for the next session.
-func (c *Conn) unpublish(s *session) {
-	c.cur.CompareAndSwap(s, nil)
-	c.mu.Lock()
-	c.sess = nil
-	c.state = StateConnecting
-	c.broadcastLocked()
-	c.mu.Unlock()
-}
-
-// recordDisconnect lets Dial return a final failure before the first
-// connection.
-func (c *Conn) recordDisconnect(d Disconnect) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.last = d
-	if d.Decision >= 0 && int(d.Decision) < len(c.disconnects) {
-		c.disconnects[d.Decision]++
-	}
-	if !d.Reconnect && !c.firstSent {
-		c.firstSent = true
-		c.first <- &StopError{Disconnect: d}
-	}
-}
-
-// finish marks the Conn ended: stopErr is the policy's reason, or nil after
-// Close.
-func (c *Conn) finish(stopErr error) {
-	c.cur.Store(nil)
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if n := len(c.queue); n > 0 {
-		c.unsent = &UnsentError{Count: n}
-		c.queue = nil
-	}
-	c.sess = nil
-	c.state = StateClosed
-	if stopErr != nil {
-		c.stopErr = stopErr
-	}
-	if !c.firstSent {
-		c.firstSent = true
-		if stopErr == nil {
-			stopErr = ErrClosed
-		}
-		c.first <- stopErr
-	}
-	c.broadcastLocked()
-	close(c.stopped)
 }

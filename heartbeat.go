@@ -2,123 +2,290 @@ package wsreconnect
 
 import (
 	"context"
-	"errors"
 	"fmt"
+	"math"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/coder/websocket"
+)
+
+const (
+	// markerEvery is how many bytes written pass between two of the
+	// heartbeat's markers (see heartbeat.marker).
+	markerEvery = 256 << 10
+	// maxMarkers bounds the markers waiting for their pongs at once.
+	maxMarkers = 64
+	// pingWriteBound is how long coder/websocket may take to write a
+	// control frame (5 s, then it closes the connection), with a margin. A
+	// ping's context must not end sooner: a context that ends while the
+	// frame is being written closes the connection.
+	pingWriteBound = 6 * time.Second
 )
 
 // heartbeat finds a dead peer on one session. It is a timer, not a
-// goroutine: while the connection is idle it costs one runtime timer, and a
-// goroutine exists only while a ping waits for its pong.
+// goroutine: it wakes to look at the session's evidence of life (see
+// session.evidence), and a goroutine exists only while a ping waits for
+// its pong.
 //
-// The timer fires when nothing has arrived for interval. If the read pump
-// is parked (the application is not calling Read), a pong could not be
-// read, so the heartbeat waits: a slow application is not a dead peer.
-// Otherwise it pings. A ping that times out proves the peer dead only if
-// nothing arrived meanwhile and the pump stayed inside ws.Read the whole
-// time; then the connection is closed at once with ErrHeartbeatTimeout as
-// its reason.
+// Evidence is anything that arrives: data, a pong. When none has arrived
+// for interval, it sends a probe (a ping, or the application's ping
+// function); when none has arrived within timeout of the probe, the peer
+// is dead and the connection is closed with ErrHeartbeatTimeout as its
+// reason. While the pump is parked nothing is read, so nothing could
+// arrive: a slow application is not a dead peer, and the peer is not
+// judged. Checks run every step while evidence keeps arriving, and the
+// first evidence after each check is timed, so silence is never
+// overestimated and is underestimated by at most a step: a probe is never
+// late, and a dead peer is found within interval + timeout of its last
+// sign of life.
+//
+// Busy is not dead either. A peer still consuming what we write is alive,
+// but a probe written behind megabytes of our data is answered only once
+// the peer has read them, however slowly it does so. So while data is
+// written, the heartbeat places a protocol ping among it every markerEvery
+// bytes (a marker): each pong proves the peer has read up to it, during
+// the Write and after it, while what we wrote drains from the kernel's
+// buffers. A long message is written in fragments (fragmentSize) so that
+// pings can pass between them. Markers are only evidence: one that is never
+// answered does not kill the connection.
 type heartbeat struct {
-	s                 *session
-	interval, timeout time.Duration
+	s                       *session
+	interval, timeout, step time.Duration
+	pingFunc                func(context.Context, *websocket.Conn) error
+	fragments               bool         // long messages are written in fragments
+	nextMarker              atomic.Int64 // session.out at which the next marker is due
 
-	mu      sync.Mutex
-	timer   *time.Timer
-	stopped bool
-	running sync.WaitGroup // a fire in progress
+	ctx    context.Context // ends when the heartbeat stops
+	cancel context.CancelFunc
+
+	mu         sync.Mutex
+	timer      *time.Timer
+	due        time.Time // when timer fires
+	stopped    bool
+	seen       uint64    // session.in at the last check
+	lastActive time.Time // when the last evidence came (to within a step; never later)
+	probe      probe
+	markers    int            // markers waiting for their pongs
+	wg         sync.WaitGroup // checks in progress, probes, markers
 }
 
-func (hb *heartbeat) init(s *session, interval, timeout time.Duration) {
-	hb.s, hb.interval, hb.timeout = s, interval, timeout
+type probe struct {
+	on     bool
+	id     uint64
+	sent   time.Time
+	failed bool
 }
 
+func (hb *heartbeat) init(s *session, cfg *config) {
+	hb.s = s
+	hb.nextMarker.Store(math.MaxInt64)
+	if cfg.hbInterval <= 0 || (cfg.pingFunc == nil && !protocolPings) {
+		return // off
+	}
+	hb.interval, hb.timeout, hb.pingFunc = cfg.hbInterval, cfg.hbTimeout, cfg.pingFunc
+	hb.step = max(min(hb.interval, hb.timeout)/4, time.Millisecond)
+	hb.ctx, hb.cancel = context.WithCancel(context.Background())
+	if protocolPings {
+		hb.fragments = true
+		hb.nextMarker.Store(markerEvery)
+	}
+}
+
+func (hb *heartbeat) on() bool { return hb.interval > 0 }
+
+// start arms the first check; the session is live.
 func (hb *heartbeat) start() {
-	if hb.interval <= 0 {
+	if !hb.on() {
 		return
 	}
 	hb.mu.Lock()
 	defer hb.mu.Unlock()
-	if !hb.stopped {
-		hb.timer = time.AfterFunc(hb.interval, hb.fire)
+	if hb.stopped {
+		return
 	}
+	hb.lastActive = time.Now()
+	hb.seen = hb.s.in.Load()
+	hb.s.stampWanted.Store(true)
+	hb.due = hb.lastActive.Add(hb.interval)
+	hb.timer = time.AfterFunc(hb.interval, hb.check)
 }
 
-// stop prevents further fires; a fire in progress finishes (see wait).
+// stop prevents further checks, probes and markers, and ends the pings in
+// flight; wait waits for them.
 func (hb *heartbeat) stop() {
 	hb.mu.Lock()
-	defer hb.mu.Unlock()
 	hb.stopped = true
 	if hb.timer != nil {
 		hb.timer.Stop()
 	}
+	hb.mu.Unlock()
+	if hb.cancel != nil {
+		hb.cancel()
+	}
 }
 
-// wait returns once no fire is in progress. Call it after stop, once the
-// connection is closed, so that a ping in flight returns at once.
-func (hb *heartbeat) wait() { hb.running.Wait() }
+func (hb *heartbeat) wait() { hb.wg.Wait() }
 
-func (hb *heartbeat) fire() {
+// check runs when the timer fires.
+func (hb *heartbeat) check() {
 	hb.mu.Lock()
 	if hb.stopped {
 		hb.mu.Unlock()
 		return
 	}
-	hb.running.Add(1)
+	hb.wg.Add(1)
+	defer hb.wg.Done()
+	dead := hb.checkLocked(time.Now())
 	hb.mu.Unlock()
-	defer hb.running.Done()
-
-	next := hb.check()
-
-	hb.mu.Lock()
-	defer hb.mu.Unlock()
-	if !hb.stopped {
-		hb.timer.Reset(next)
+	if dead {
+		hb.s.die(fmt.Errorf("%w (interval %v, timeout %v)", ErrHeartbeatTimeout, hb.interval, hb.timeout))
 	}
 }
 
-// check runs one heartbeat step and returns when the next is due.
-func (hb *heartbeat) check() time.Duration {
+// checkLocked looks at the evidence, rearms the timer and reports whether
+// the peer is dead.
+func (hb *heartbeat) checkLocked(now time.Time) (dead bool) {
 	s := hb.s
-	if s.parked.Load() {
-		return hb.interval
+	if s.ended.Load() {
+		return false // whoever ended it reports why
 	}
-	if idle := time.Duration(s.now() - s.lastActivity.Load()); idle < hb.interval {
-		return hb.interval - idle
-	}
-
-	parks := s.parks.Load()
-	sent := s.now()
-	ctx, cancel := context.WithTimeout(context.Background(), hb.timeout)
-	err := s.ws.Ping(ctx)
-	cancel()
+	in := s.in.Load()
 	switch {
-	case err == nil:
-		s.touch()
-		return hb.interval
-	case !errors.Is(err, context.DeadlineExceeded):
-		// Not a timeout (the connection was closed under the ping): the
-		// pump or whoever closed it reports why.
-		return hb.interval
-	case s.endReported():
-		// The pump or a writer saw the connection end and reports why.
-		return hb.interval
 	case s.parked.Load():
-		return hb.interval
-	case s.lastActivity.Load() >= sent, s.parks.Load() != parks:
-		// Something arrived, or the pump left ws.Read while we waited: the
-		// missing pong proves nothing. The next ping is due an interval
-		// after that activity, not an interval from now.
-		idle := time.Duration(s.now() - s.lastActivity.Load())
-		return max(hb.interval-idle, time.Millisecond)
+		// Nothing is read, so nothing could be seen: the peer is not
+		// judged, and its silence starts when the pump reads again.
+		hb.lastActive = now
+	case in != hb.seen:
+		// Evidence since the last check: the first of it was timed.
+		hb.lastActive = now
+		if !s.stampWanted.Load() {
+			hb.lastActive = s.born.Add(time.Duration(s.stampAt.Load()))
+		}
 	}
-	// No pong in time, or the ping could not even be written in time
-	// (coder/websocket gives a control frame at most 5 s, then closes the
-	// connection): the peer is gone.
-	if s.c.isClosing() {
-		return hb.interval // Close is ending the session; leave it alone
+	if in != hb.seen || s.parked.Load() {
+		hb.seen = in
+		s.stampWanted.Store(true)
+		hb.probe.on = false
+		hb.arm(now, hb.step)
+		return false
 	}
-	s.setEnd(endHeartbeat, fmt.Errorf("%w (interval %v, timeout %v)", ErrHeartbeatTimeout, hb.interval, hb.timeout))
-	_ = s.ws.CloseNow()
-	return hb.interval
+	if hb.probe.on {
+		if hb.probe.failed || now.Sub(hb.probe.sent) >= hb.timeout {
+			return !s.c.isClosing()
+		}
+		hb.arm(now, hb.probe.sent.Add(hb.timeout).Sub(now))
+		return false
+	}
+	if silence := now.Sub(hb.lastActive); silence < hb.interval {
+		hb.arm(now, hb.interval-silence)
+		return false
+	}
+	hb.sendProbe(now)
+	hb.arm(now, hb.timeout)
+	return false
+}
+
+// arm has the timer fire d after now. hb.mu must be held.
+func (hb *heartbeat) arm(now time.Time, d time.Duration) {
+	hb.due = now.Add(d)
+	hb.timer.Reset(d)
+}
+
+// nudge brings the next check to within a step: evidence has arrived
+// since the last one (see session.evidence).
+func (hb *heartbeat) nudge() {
+	hb.mu.Lock()
+	defer hb.mu.Unlock()
+	if hb.stopped || hb.timer == nil {
+		return
+	}
+	if now := time.Now(); now.Add(hb.step).Before(hb.due) {
+		hb.arm(now, hb.step)
+	}
+}
+
+// sendProbe pings the peer, with the ping function if there is one. Its
+// verdict is the check at now+timeout; the ping itself may wait longer for
+// its pong (see pingWriteBound), which still counts as evidence.
+func (hb *heartbeat) sendProbe(now time.Time) {
+	hb.probe = probe{on: true, id: hb.probe.id + 1, sent: now}
+	id := hb.probe.id
+	s := hb.s
+	hb.wg.Add(1)
+	go func() {
+		defer hb.wg.Done()
+		var err error
+		if hb.pingFunc != nil {
+			ctx, cancel := context.WithTimeout(hb.ctx, hb.timeout)
+			s.c.callback(func() { err = hb.pingFunc(ctx, s.ws) })
+			cancel()
+			// Its answer is whatever arrives next: evidence, not a pong.
+		} else {
+			ctx, cancel := context.WithTimeout(hb.ctx, max(hb.timeout, pingWriteBound))
+			err = s.ws.Ping(ctx)
+			cancel()
+			if err == nil {
+				s.evidence()
+			}
+		}
+		if err != nil && hb.ctx.Err() == nil {
+			hb.probeFailed(id)
+		}
+	}()
+}
+
+// probeFailed has the check judge the probe now: it could not be sent.
+func (hb *heartbeat) probeFailed(id uint64) {
+	hb.mu.Lock()
+	defer hb.mu.Unlock()
+	if hb.stopped || !hb.probe.on || hb.probe.id != id {
+		return
+	}
+	hb.probe.failed = true
+	hb.arm(time.Now(), 0)
+}
+
+// marker places a ping among the data being written; session.wrote calls
+// it each time another markerEvery bytes have been written.
+func (hb *heartbeat) marker() {
+	hb.mu.Lock()
+	defer hb.mu.Unlock()
+	out := hb.s.out.Load()
+	if hb.stopped || out < hb.nextMarker.Load() {
+		return
+	}
+	hb.nextMarker.Store(out + markerEvery)
+	if hb.markers >= maxMarkers {
+		return
+	}
+	hb.markers++
+	hb.wg.Add(1)
+	go func() {
+		defer hb.wg.Done()
+		// A marker may wait long for its pong: the peer answers once it
+		// has read everything written before it.
+		ctx, cancel := context.WithTimeout(hb.ctx, max(4*(hb.interval+hb.timeout), pingWriteBound))
+		if hb.s.ws.Ping(ctx) == nil {
+			hb.s.evidence()
+		}
+		cancel()
+		hb.mu.Lock()
+		hb.markers--
+		hb.mu.Unlock()
+	}()
+}
+
+// die closes the connection of a session the heartbeat found dead.
+func (s *session) die(err error) {
+	s.mu.Lock()
+	if s.ended.Load() {
+		s.mu.Unlock()
+		return
+	}
+	s.death = err
+	s.mu.Unlock()
+	s.end()
+	s.kill()
 }

@@ -59,6 +59,7 @@ type config struct {
 
 	hbInterval time.Duration
 	hbTimeout  time.Duration
+	pingFunc   func(context.Context, *websocket.Conn) error
 
 	sendQueue int
 

@@ -2,276 +2,205 @@ package wsreconnect
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
+	"net"
 	"net/http"
+	"net/http/httptrace"
+	"sync"
 	"time"
 
-	"github.com/cenkalti/backoff/v4"
 	"github.com/coder/websocket"
 )
 
-// NewBackOff returns the standard schedule as a backoff/v4 BackOff:
-// exponential with jitter, each delay drawn uniformly from a window that
-// doubles: [0, initial) for the first retry, then [initial, 2·initial),
-// [2·initial, 4·initial), … The first window spreads clients dropped
-// together uniformly (RFC 6455 §7.2.3); the later windows never overlap, so
-// the delays of a flapping server only grow until they reach max. From the
-// window that reaches max on, it is [max/2, max): max bounds the delay
-// actually slept, jitter included,
-// and attempts are unlimited (no MaxElapsedTime). It panics if initial or
-// max is not positive; it is not safe for concurrent use.
-func NewBackOff(initial, max time.Duration) backoff.BackOff {
-	if initial <= 0 || max <= 0 {
-		panic("wsreconnect: NewBackOff: delays must be positive")
-	}
-	return &windowBackOff{base: initial, max: max, fromZero: true}
-}
-
-// NewOverloadBackOff returns the overload schedule (1013, 429, 503) as a
-// backoff/v4 BackOff: the n-th delay is drawn uniformly from
-// [min·2^(n-1), min·2^(n+1)), so the floor doubles on each consecutive
-// overload (1 s, 2 s, 4 s, … for min = 1 s) while each window overlaps the
-// next. The overlap keeps a server that is refusing clients busy: with
-// disjoint windows it would idle between waves of retries (see
-// BENCHMARKS.md, reconnect storm). Once the windows reach max they are
-// [max/2, max). max is raised to 2·min if lower, so no delay is below min.
-// A Conn uses min = max(1 s, initial delay). It panics if min or max is not
-// positive; it is not safe for concurrent use.
-func NewOverloadBackOff(min, max time.Duration) backoff.BackOff {
-	if min <= 0 || max <= 0 {
-		panic("wsreconnect: NewOverloadBackOff: delays must be positive")
-	}
-	if max/2 < min {
-		max = 2 * min
-	}
-	return &windowBackOff{base: min, max: max}
-}
-
-// windowBackOff draws the n-th delay uniformly from a window that doubles.
-// Standard (fromZero): [base·2^(n-2), base·2^(n-1)), the first [0, base).
-// Overload: [base·2^(n-1), base·2^(n+1)). Windows are capped at
-// [max/2, max).
-type windowBackOff struct {
-	base, max time.Duration
-	fromZero  bool
-	n         int
-}
-
-func (b *windowBackOff) Reset() { b.n = 0 }
-
-// scaled returns base·2^k, or max if that is larger.
-func (b *windowBackOff) scaled(k int) time.Duration {
-	if k < 62 && b.base <= b.max>>k {
-		return b.base << k
-	}
-	return b.max
-}
-
-func (b *windowBackOff) NextBackOff() time.Duration {
-	b.n++
-	var lo, hi time.Duration
-	if b.fromZero {
-		hi = b.scaled(b.n - 1)
-		lo = hi / 2
-		if b.n == 1 {
-			lo = 0
-		}
-	} else {
-		lo = min(b.scaled(b.n-1), b.max/2)
-		hi = b.scaled(b.n + 1)
-	}
-	return lo + rand.N(max(hi-lo, 1))
-}
-
-// schedules holds a Conn's two schedules. It is owned by the supervisor.
-type schedules struct {
-	std           backoff.BackOff
-	overload      windowBackOff
-	maxDelay      time.Duration
-	maxRetryAfter time.Duration
-}
-
-func newSchedules(cfg *config) *schedules {
-	s := &schedules{
-		maxDelay:      cfg.maxDelay,
-		maxRetryAfter: cfg.maxRetryAfter,
-		// The overload floor holds even under a small max delay:
-		// NewOverloadBackOff raises its cap to twice the floor.
-		overload: *NewOverloadBackOff(max(minOverloadDelay, cfg.initialDelay), cfg.maxDelay).(*windowBackOff),
-	}
-	if cfg.newBackOff != nil {
-		s.std = cfg.newBackOff()
-	}
-	if s.std == nil {
-		s.std = NewBackOff(cfg.initialDelay, cfg.maxDelay)
-	}
-	return s
-}
-
-func (s *schedules) reset() {
-	s.std.Reset()
-	s.overload.Reset()
-}
-
-// next returns the delay before the next attempt, or false to stop.
-func (s *schedules) next(dec Decision, retryAfter time.Duration) (time.Duration, bool) {
-	var delay time.Duration
-	switch dec {
-	case Retry:
-		delay = s.std.NextBackOff()
-		if delay == backoff.Stop {
-			return 0, false
-		}
-		delay = min(max(delay, 0), s.maxDelay)
-	case RetryOverload:
-		delay = s.overload.NextBackOff()
-	default:
-		return 0, false
-	}
-	if retryAfter > 0 && delay < retryAfter {
-		// Never sooner than the server asked, but spread by up to a tenth
-		// so that clients refused together do not return together.
-		delay = min(retryAfter+rand.N(retryAfter/10+1), s.maxRetryAfter)
-		delay = max(delay, retryAfter)
-	}
-	return delay, true
-}
-
-// run is the supervisor: the one goroutine per Conn that dials, runs each
+// run is the supervisor: the one goroutine per Conn that dials, serves each
 // connection until it ends, classifies the end and waits before the next
-// attempt. It owns every connection and the goroutines serving it.
+// attempt (see the lifecycle on Conn).
 func (c *Conn) run() {
 	defer close(c.done)
-	c.supervisor.Store(goid())
 	sched := newSchedules(&c.cfg)
 	for {
-		d := c.connectOnce()
+		d := c.attempt()
 		if c.isClosing() {
-			c.finish(nil)
-			return
+			break
 		}
-		if d.Uptime >= c.cfg.stableUptime {
+		stable := d.Uptime >= c.cfg.stableUptime
+		if stable {
 			sched.reset()
 		}
-		d.Attempt = c.countAttempt(d.Uptime >= c.cfg.stableUptime)
-		d.Decision = c.cfg.policy(d)
-		d.Delay, d.Reconnect = sched.next(d.Decision, d.RetryAfter)
-		if !d.Reconnect {
-			d.Decision, d.Delay = Stop, 0
+		d.Attempt = c.countAttempt(stable)
+		if errors.Is(d.Err, ErrReconnectRequested) {
+			// The application asked: no policy, no schedule, no wait.
+			d.Decision, d.Reconnect, d.Delay = Retry, true, 0
+		} else {
+			if !c.callback(func() { d.Decision = c.cfg.policy(d) }) {
+				break
+			}
+			d.Delay, d.Reconnect = sched.next(d.Decision, d.RetryAfter)
+			if !d.Reconnect {
+				d.Decision, d.Delay = Stop, 0
+			}
 		}
 		c.recordDisconnect(d)
 		c.logDisconnect(d)
-		if c.cfg.onDisconnect != nil && !c.isClosing() {
-			c.cfg.onDisconnect(d)
+		if c.cfg.onDisconnect != nil && !c.callback(func() { c.cfg.onDisconnect(d) }) {
+			break
 		}
 		if !d.Reconnect {
 			c.finish(&StopError{Disconnect: d})
 			return
 		}
 		if !c.sleep(d.Delay) {
-			c.finish(nil)
-			return
+			break
 		}
 	}
+	c.finish(nil)
 }
 
-// countAttempt returns the Attempt of the Disconnect being reported:
-// 1 after a stable connection, else one more than the last.
-func (c *Conn) countAttempt(stable bool) int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if stable {
-		c.attempt = 0
+// attempt makes one attempt: it dials, runs OnConnect, writes the send
+// queue, and serves the connection until it ends. It returns what ended
+// the attempt or the connection.
+func (c *Conn) attempt() Disconnect {
+	c.setPhase(phaseDialing, nil)
+	ws, netConn, fail := c.dialAttempt()
+	if ws == nil {
+		c.setPhase(phaseWaiting, nil)
+		return fail
 	}
-	c.attempt++
-	return c.attempt
-}
+	s := newSession(c, ws, netConn)
+	c.setPhase(phaseConnecting, s)
+	defer c.setPhase(phaseWaiting, nil)
 
-// sleep waits d, or until Close; it reports whether to go on.
-func (c *Conn) sleep(d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return !c.isClosing()
-	case <-c.closing:
-		return false
-	}
-}
-
-// connectOnce dials, runs OnConnect, then serves the connection until it
-// ends. It returns what ended the attempt or the connection.
-func (c *Conn) connectOnce() Disconnect {
-	ws, err := c.dialAttempt()
-	if err != nil {
-		return *err
-	}
-	s := newSession(c, ws)
-	if err := c.publish(s); err != nil {
-		_ = ws.CloseNow()
-		if errors.Is(err, errClosing) {
-			return Disconnect{Err: ErrClosed}
-		}
-		return connEnd(err)
-	}
-	c.logger().LogAttrs(context.Background(), slog.LevelInfo, "wsreconnect: connected")
-
-	s.hb.start()
-	s.pump() // until the connection ends or Close
-	s.retire()
-	if c.isClosing() {
-		// Close is ending the session on its own goroutine, perhaps with
-		// a close handshake: leave the connection to it.
-		s.waitRetired()
-		return Disconnect{Err: ErrClosed}
-	}
-	_ = ws.CloseNow()
-	s.waitRetired()
-	c.unpublish(s)
-	d := connEnd(s.endErr())
-	d.Uptime = max(s.uptime(), time.Nanosecond)
-	return d
-}
-
-// dialAttempt dials once and runs OnConnect; on failure it returns the
-// Disconnect describing it.
-func (c *Conn) dialAttempt() (*websocket.Conn, *Disconnect) {
-	ctx, cancel := c.attemptContext()
-	ws, resp, err := c.dialOnOwnStack(ctx)
-	cancel()
-	if err == nil && ws == nil {
-		err = errors.New("wsreconnect: DialFunc returned neither a connection nor an error")
-	}
-	if err != nil {
-		if ws != nil {
-			_ = ws.CloseNow()
-		}
-		err = redact(err)
-		if errors.Is(err, context.DeadlineExceeded) && !c.isClosing() {
-			err = fmt.Errorf("wsreconnect: dial timed out after %v: %w", c.cfg.dialTimeout, err)
-		}
-		d := dialEnd(err, resp, time.Now(), c.cfg.maxRetryAfter)
-		return nil, &d
-	}
-	if c.cfg.onConnect == nil {
-		return ws, nil
-	}
-	ctx, cancel = c.attemptContext()
-	err = c.cfg.onConnect(ctx, ws)
-	cancel()
-	if err != nil {
-		_ = ws.CloseNow()
+	if err := c.onConnect(s); err != nil {
+		s.retire()
 		d := Disconnect{Err: fmt.Errorf("wsreconnect: OnConnect: %w", err)}
 		var ce websocket.CloseError
 		if errors.As(err, &ce) {
 			d.Code, d.Reason = ce.Code, ce.Reason
 		}
-		return nil, &d
+		return d
 	}
-	return ws, nil
+	if s.reconnectWanted() {
+		// Reconnect was called during OnConnect: this connection is
+		// dropped, as it would have been a moment later.
+		c.serveEnding(s)
+		return sessionEnd(s)
+	}
+	if err := c.publish(s); err != nil {
+		s.retire()
+		return connEnd(err)
+	}
+	c.logger().LogAttrs(context.Background(), slog.LevelInfo, "wsreconnect: connected")
+	s.hb.start()
+	s.serve()
+	s.retire()
+	c.unpublish(s)
+	return sessionEnd(s)
+}
+
+// serveEnding ends a session that was set up but never published.
+func (c *Conn) serveEnding(s *session) {
+	s.reconnect()
+	s.serve()
+	s.retire()
+}
+
+// sessionEnd describes how a session ended.
+func sessionEnd(s *session) Disconnect {
+	d := connEnd(s.endErr())
+	if errors.Is(d.Err, ErrReconnectRequested) {
+		d.Code, d.Reason = websocket.StatusNormalClosure, "reconnecting"
+	}
+	d.Uptime = max(s.uptime(), time.Nanosecond)
+	return d
+}
+
+// setPhase records where the supervisor is, and the session it sets up or
+// serves (nil when none).
+func (c *Conn) setPhase(p phase, s *session) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if p == phaseDialing {
+		// A Reconnect from before this attempt is satisfied by it.
+		c.wakeNow = false
+		select {
+		case <-c.wake:
+		default:
+		}
+	}
+	c.phase, c.sess = p, s
+}
+
+// unpublish retires s after it ended; Writes wait for the next session.
+func (c *Conn) unpublish(s *session) {
+	c.cur.CompareAndSwap(s, nil)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.isClosing() {
+		// Close may be waiting for the handshake it started.
+		s.mu.Lock()
+		c.closeErr = s.closeErr
+		s.mu.Unlock()
+	}
+	c.state = StateConnecting
+	c.broadcastLocked()
+}
+
+// attemptContext returns the ctx for one dial, OnConnect or queue flush:
+// it ends after the dial timeout or when Close is called.
+func (c *Conn) attemptContext() (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithTimeout(c.base, c.cfg.dialTimeout)
+	c.mu.Lock()
+	if c.isClosing() {
+		cancel()
+	} else {
+		c.cancelAttempt = cancel
+	}
+	c.mu.Unlock()
+	return ctx, func() {
+		c.mu.Lock()
+		c.cancelAttempt = nil
+		c.mu.Unlock()
+		cancel()
+	}
+}
+
+// dialAttempt dials once; on failure it returns the Disconnect describing
+// it. It also returns the socket under the connection when the DialFunc
+// dialled through net/http's Transport (as websocket.Dial does), which
+// reports it through httptrace: kill needs it to cut a close handshake
+// short.
+func (c *Conn) dialAttempt() (*websocket.Conn, net.Conn, Disconnect) {
+	ctx, cancel := c.attemptContext()
+	defer cancel()
+	var (
+		mu      sync.Mutex
+		netConn net.Conn
+	)
+	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{GotConn: func(info httptrace.GotConnInfo) {
+		mu.Lock()
+		defer mu.Unlock()
+		netConn = info.Conn
+	}})
+	ws, resp, err := c.dialOnOwnStack(ctx)
+	if err == nil && ws == nil {
+		err = errNoConnection
+	}
+	if err == nil {
+		mu.Lock()
+		defer mu.Unlock()
+		if tc, ok := netConn.(*tls.Conn); ok {
+			netConn = tc.NetConn() // tls.Conn.Close would first write an alert
+		}
+		return ws, netConn, Disconnect{}
+	}
+	if ws != nil {
+		closeNow(ws)
+	}
+	err = describeDialError(redact(err), ctx, c.isClosing(), c.cfg.dialTimeout.String())
+	return nil, nil, dialEnd(err, resp, time.Now(), c.cfg.maxRetryAfter)
 }
 
 // dialOnOwnStack calls the DialFunc on a short-lived goroutine and waits
@@ -287,14 +216,104 @@ func (c *Conn) dialOnOwnStack(ctx context.Context) (*websocket.Conn, *http.Respo
 	}
 	done := make(chan result, 1)
 	go func() {
-		c.dialer.Store(goid())
-		defer c.dialer.Store(0)
-		ws, resp, err := c.dial(ctx)
-		done <- result{ws, resp, err}
+		var r result
+		if !c.callback(func() { r.ws, r.resp, r.err = c.dial(ctx) }) {
+			r.err = ErrClosed
+		}
+		done <- r
 	}()
 	r := <-done
 	return r.ws, r.resp, r.err
 }
+
+// onConnect runs the OnConnect function on s, if there is one.
+func (c *Conn) onConnect(s *session) error {
+	if c.cfg.onConnect == nil {
+		return nil
+	}
+	ctx, cancel := c.attemptContext()
+	defer cancel()
+	var err error
+	if !c.callback(func() { err = c.cfg.onConnect(ctx, s.ws) }) {
+		return ErrClosed
+	}
+	return err
+}
+
+// countAttempt returns the Attempt of the Disconnect being reported:
+// 1 after a stable connection, else one more than the last.
+func (c *Conn) countAttempt(stable bool) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if stable {
+		c.counts.attempt = 0
+	}
+	c.counts.attempt++
+	return c.counts.attempt
+}
+
+// sleep waits d, or until Close or a Reconnect; it reports whether to go
+// on.
+func (c *Conn) sleep(d time.Duration) bool {
+	c.mu.Lock()
+	if c.wakeNow {
+		d = 0
+	}
+	c.mu.Unlock()
+	if d > 0 {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-c.wake:
+		case <-c.closeCalled:
+		}
+	}
+	return !c.isClosing()
+}
+
+// recordDisconnect counts d, and lets Dial return a final failure before
+// the first connection.
+func (c *Conn) recordDisconnect(d Disconnect) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.counts.last = d
+	if d.Decision >= 0 && int(d.Decision) < len(c.counts.disconnects) {
+		c.counts.disconnects[d.Decision]++
+	}
+	if !d.Reconnect && !c.firstSent {
+		c.firstSent = true
+		c.first <- &StopError{Disconnect: d}
+	}
+}
+
+// finish marks the Conn ended: stopErr is the policy's reason, or nil after
+// Close.
+func (c *Conn) finish(stopErr error) {
+	c.cur.Store(nil)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if n := len(c.queue); n > 0 {
+		c.unsent = &UnsentError{Count: n}
+		c.queue = nil
+	}
+	c.sess = nil
+	c.phase = phaseEnded
+	c.state = StateClosed
+	if stopErr != nil {
+		c.stopErr = stopErr
+	}
+	if !c.firstSent {
+		c.firstSent = true
+		if stopErr == nil {
+			stopErr = ErrClosed
+		}
+		c.first <- stopErr
+	}
+	c.broadcastLocked()
+}
+
+func (c *Conn) logger() *slog.Logger { return c.cfg.logger }
 
 func (c *Conn) logDisconnect(d Disconnect) {
 	level := slog.LevelWarn
@@ -314,16 +333,3 @@ func (c *Conn) logDisconnect(d Disconnect) {
 	}
 	c.logger().LogAttrs(context.Background(), level, "wsreconnect: disconnected", attrs...)
 }
-
-// StopError is returned by Read and Write after the policy decided to stop.
-// It unwraps to Disconnect.Err, so websocket.CloseStatus reports the close
-// code that ended the Conn.
-type StopError struct {
-	Disconnect Disconnect
-}
-
-func (e *StopError) Error() string {
-	return "wsreconnect: stopped reconnecting after " + e.Disconnect.what()
-}
-
-func (e *StopError) Unwrap() error { return e.Disconnect.Err }

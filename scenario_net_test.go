@@ -726,7 +726,10 @@ func TestNetHeartbeatFindsHalfOpenConnection(t *testing.T) {
 		t.Fatalf("dial %d returned %v while every packet is dropped", r.n, r.err)
 	case <-time.After(300 * time.Millisecond):
 	}
+	// CloseNow does not wait for the DialFunc (the application's code),
+	// but cancels its ctx: the dial returns at once, and the Conn ends.
 	netTimed(t, "CloseNow during the hanging redial", func() { c.CloseNow() })
+	netTimed(t, "the Conn's end after CloseNow", func() { <-c.Done() })
 	select {
 	case r := <-spy.returned:
 		if r.n != 2 || r.err == nil {
@@ -734,7 +737,7 @@ func TestNetHeartbeatFindsHalfOpenConnection(t *testing.T) {
 		}
 		t.Logf("the hanging dial returned: %v", r.err)
 	default:
-		t.Fatal("CloseNow returned while the dial was still running")
+		t.Fatal("the Conn ended while the dial was still running")
 	}
 	if n := w.count(); n != 1 {
 		t.Fatalf("%d disconnects, want 1: %v", n, w.all())
@@ -815,64 +818,73 @@ func TestNetHeartbeatIdleConnectionStays(t *testing.T) {
 	}
 }
 
-// CloseNow called by another goroutine while a callback runs on the
-// supervisor still waits for the Conn to end: it returns only after the
-// callback has returned, and no goroutine of the Conn is left. (Only a
-// Close called from inside the callback itself may return early.)
-func TestNetCloseNowWaitsForRunningCallback(t *testing.T) {
-	t.Run("OnDisconnect", func(t *testing.T) {
+// Close never waits for the application's own code: called while a
+// callback runs, CloseNow returns at once, no other callback starts, and
+// the Conn ends (Done) as soon as the callback returns. So a callback that
+// waits for a helper goroutine which calls Close cannot deadlock.
+func TestNetCloseDoesNotWaitForRunningCallback(t *testing.T) {
+	t.Run("OnDisconnect, from a helper goroutine it waits for", func(t *testing.T) {
+		noLeaks(t)
+		_, dial := netListen(t, wstest.Drop(), wstest.Echo())
+		var calls atomic.Int64
+		conn := make(chan *Conn, 1) // the Conn, once Dial has returned it
+		returned := make(chan struct{})
+		c := mustDial(t, dial, WithOnDisconnect(func(Disconnect) {
+			if calls.Add(1) > 1 {
+				return
+			}
+			defer close(returned)
+			c := <-conn
+			closed := make(chan struct{})
+			go func() {
+				defer close(closed)
+				c.CloseNow()
+			}()
+			select {
+			case <-closed:
+			case <-time.After(netPromptly):
+				t.Error("CloseNow from a goroutine the callback waits for did not return")
+				<-closed
+			}
+		}))
+		conn <- c
+		<-returned
+		netTimed(t, "the Conn's end after the callback returned", func() { <-c.Done() })
+		if n := calls.Load(); n != 1 {
+			t.Fatalf("OnDisconnect called %d times, want once", n)
+		}
+		if err := c.Err(); !errors.Is(err, ErrClosed) {
+			t.Fatalf("Err: %v", err)
+		}
+	})
+	t.Run("OnConnect, from another goroutine", func(t *testing.T) {
 		noLeaks(t)
 		_, dial := netListen(t, wstest.Drop(), wstest.Echo())
 		entered, release := make(chan struct{}), make(chan struct{})
-		var returned atomic.Bool
-		var once atomic.Bool
-		c := mustDial(t, dial, WithOnDisconnect(func(Disconnect) {
-			if once.Swap(true) {
-				return
-			}
-			close(entered)
-			<-release // the application's slow bookkeeping
-			returned.Store(true)
-		}))
-		<-entered
-		closed := make(chan struct{})
-		go func() {
-			defer close(closed)
-			c.CloseNow()
-		}()
-		select {
-		case <-closed:
-			t.Errorf("CloseNow returned while OnDisconnect was still running (callback returned: %v, supervisor done: %v)",
-				returned.Load(), isDone(c))
-		case <-time.After(300 * time.Millisecond):
-		}
-		close(release)
-		select {
-		case <-closed:
-		case <-time.After(netPromptly):
-			t.Fatal("CloseNow did not return after OnDisconnect did")
-		}
-	})
-	t.Run("OnConnect", func(t *testing.T) {
-		noLeaks(t)
-		_, dial := netListen(t, wstest.Drop(), wstest.Echo())
-		entered := make(chan struct{})
-		var calls, returned atomic.Int64
+		var calls atomic.Int64
 		c := mustDial(t, dial, WithInitialDelay(time.Millisecond), WithOnConnect(func(ctx context.Context, ws *websocket.Conn) error {
 			if calls.Add(1) == 1 {
 				return nil
 			}
-			defer returned.Add(1)
 			close(entered)
-			<-ctx.Done()
-			time.Sleep(200 * time.Millisecond) // the application's slow teardown
+			<-ctx.Done() // Close ends the ctx
+			<-release    // the application's slow teardown
 			return ctx.Err()
 		}))
 		<-entered
 		netTimed(t, "CloseNow during OnConnect", func() { c.CloseNow() })
-		if returned.Load() != 1 || !isDone(c) {
-			t.Errorf("CloseNow returned while OnConnect was still running (OnConnect returned: %v, supervisor done: %v)",
-				returned.Load() == 1, isDone(c))
+		if c.State() != StateClosed || !errors.Is(c.Err(), ErrClosed) {
+			t.Fatalf("after CloseNow: state %v, Err %v", c.State(), c.Err())
+		}
+		select {
+		case <-c.Done():
+			t.Fatal("Done while OnConnect was still running")
+		case <-time.After(100 * time.Millisecond):
+		}
+		close(release)
+		netTimed(t, "the Conn's end after OnConnect returned", func() { <-c.Done() })
+		if n := calls.Load(); n != 2 {
+			t.Fatalf("OnConnect called %d times, want 2", n)
 		}
 	})
 }

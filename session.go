@@ -14,245 +14,176 @@ import (
 	"github.com/coder/websocket"
 )
 
-// End reasons of a session, by priority: a close frame the reader saw wins
-// over everything; a heartbeat timeout over the errors its forced close
-// causes; an error from the peer (EOF, reset) over a write error; and any of
-// them over the "use of closed connection" errors that our own CloseNow
-// causes. Among equals the first wins.
-const (
-	endLocal = iota
-	endWrite
-	endRead
-	endHeartbeat
-	endCloseFrame
-)
-
-// session is one live connection: its reading (the pump, which the
-// supervisor runs itself), its heartbeat, and the reason it ended.
+// session is one connection, from the moment its dial succeeded until the
+// supervisor retires it. The supervisor runs its pump; Writes, the
+// heartbeat and Reconnect act on it concurrently, and each records what it
+// saw in the fields under mu. The end reason is decided once, from those
+// records, by endErr.
 type session struct {
-	c    *Conn
-	ws   *websocket.Conn
-	born time.Time
-	hb   heartbeat
+	c           *Conn
+	ws          *websocket.Conn
+	netConn     net.Conn // the socket under ws, if the dial revealed it
+	born        time.Time
+	subprotocol string
 
-	// lastActivity is when a frame last arrived, or when the pump last
-	// resumed reading, in nanoseconds since born.
-	lastActivity atomic.Int64
-	// parked is set while the pump waits for Read to take a message: the
-	// connection is not being read, so a pong could not be seen. parks
-	// counts the times it happened.
-	parked atomic.Bool
-	parks  atomic.Uint64
-	// dead is set, and deadCh closed, once the session is known to have
-	// ended (an end reason recorded by the pump, a writer or the
-	// heartbeat): Write stops using it, and a parked pump stops waiting.
-	dead   atomic.Bool
-	deadCh chan struct{}
-	diedAt atomic.Int64 // when dead was set, in nanoseconds since born
+	// Evidence of life for the heartbeat (see evidence), counted rather
+	// than timed: a clock read costs more than the rest of the bookkeeping
+	// of a small message.
+	in          atomic.Uint64 // data frames and pieces of them read, pongs, unparks
+	stampWanted atomic.Bool   // the heartbeat wants the time of the next evidence
+	stampAt     atomic.Int64  // that time, in nanoseconds since born
+	out         atomic.Int64  // bytes of messages handed to the connection
+	parked      atomic.Bool   // the pump waits for Read: nothing reads the connection
 
-	mu         sync.Mutex
-	endKind    int
-	err        error
-	timeoutErr error // a Write whose ctx ended; the reason if nothing else is
-	ended      bool  // the supervisor is retiring the session
-	kill       *time.Timer
-	killing    sync.WaitGroup
+	// ended is set, and endedCh closed, once the session is known to be
+	// ending: Writes stop using it and the pump drains it.
+	ended   atomic.Bool
+	endedCh chan struct{}
+
+	hb heartbeat
+
+	mu        sync.Mutex
+	diedAt    time.Duration
+	requested error // ErrReconnectRequested, once Reconnect asked
+	death     error // the heartbeat's verdict
+	writeErr  error // the first failed Write
+	readErr   error // what ended the pump
+	closeErr  error // the close handshake's error (Close)
+	handshake bool  // a close handshake is under way
+	killed    bool  // the connection has been closed without a handshake
+	retired   bool  // the supervisor retires it: no task may start
+	killTimer *time.Timer
+	tasks     sync.WaitGroup // the close handshake and a pending kill
 
 	scratch []byte // the pump's read buffer
 }
 
-// drainGrace bounds how long a session whose write failed is still read,
-// for the messages and the close frame that had already arrived.
-const drainGrace = time.Second
+const (
+	// drainGrace bounds how long a session whose write failed is still
+	// read, for the messages and the close frame that had already arrived.
+	drainGrace = time.Second
+	// reconnectGrace bounds how long Reconnect waits for the server to
+	// answer its close frame before it closes the connection anyway.
+	reconnectGrace = time.Second
+	// maxScratch bounds the read buffer a session keeps between messages.
+	maxScratch = 16 << 10
+	// fragmentSize is the largest frame a Write sends while the heartbeat
+	// is on: a longer message goes out in fragments, between which the
+	// heartbeat's pings can pass (coder/websocket holds its write lock for
+	// a whole frame).
+	fragmentSize = 64 << 10
+)
 
-// maxCarry bounds the messages a dead session may carry over to Read.
-const maxCarry = 1024
-
-func newSession(c *Conn, ws *websocket.Conn) *session {
-	s := &session{c: c, ws: ws, born: time.Now(), deadCh: make(chan struct{})}
-	s.hb.init(s, c.cfg.hbInterval, c.cfg.hbTimeout)
+func newSession(c *Conn, ws *websocket.Conn, netConn net.Conn) *session {
+	s := &session{c: c, ws: ws, netConn: netConn, born: time.Now(), subprotocol: ws.Subprotocol(), endedCh: make(chan struct{})}
+	s.hb.init(s, &c.cfg)
 	return s
 }
 
-func (s *session) now() int64 { return int64(time.Since(s.born)) }
-
-func (s *session) touch() { s.lastActivity.Store(s.now()) }
-
-// uptime is how long the session was up: until it died, or until now.
+// uptime is how long the session was up: until it ended, or until now.
 func (s *session) uptime() time.Duration {
-	if s.dead.Load() {
-		return time.Duration(s.diedAt.Load())
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ended.Load() {
+		return s.diedAt
 	}
 	return time.Since(s.born)
 }
 
-// setEnd records why the session ended (see the end* priorities) and marks
-// it dead.
-func (s *session) setEnd(kind int, err error) {
-	s.recordEnd(kind, err)
-	s.markDead()
-}
-
-func (s *session) markDead() {
+// end marks the session as ending: Writes stop using it at once.
+func (s *session) end() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.dead.Load() {
+	if s.ended.Load() {
 		return
 	}
-	s.diedAt.Store(s.now())
-	s.dead.Store(true)
+	s.diedAt = time.Since(s.born)
+	s.ended.Store(true)
+	close(s.endedCh)
 	s.c.cur.CompareAndSwap(s, nil)
-	close(s.deadCh)
 }
 
-// closeLater closes the connection after drainGrace, unless the session is
-// retired first: the pump may still read what had already arrived.
-func (s *session) closeLater() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.ended || s.kill != nil {
-		return
-	}
-	s.kill = time.AfterFunc(drainGrace, func() {
-		s.mu.Lock()
-		if s.ended {
-			s.mu.Unlock()
-			return
-		}
-		s.killing.Add(1)
-		s.mu.Unlock()
-		defer s.killing.Done()
-		_ = s.ws.CloseNow()
-	})
-}
-
-// retire stops what still runs for the session besides the pump: the
-// heartbeat and a pending closeLater. The caller closes the connection.
-func (s *session) retire() {
-	s.hb.stop()
-	s.mu.Lock()
-	s.ended = true
-	if s.kill != nil {
-		s.kill.Stop()
-	}
-	s.mu.Unlock()
-}
-
-// waitRetired waits for a heartbeat or closeLater in progress; call it once
-// the connection is closed, so that they return at once.
-func (s *session) waitRetired() {
-	s.hb.wait()
-	s.killing.Wait()
-}
-
-// recordEnd keeps err as the reason if it outranks the one recorded.
-func (s *session) recordEnd(kind int, err error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.err == nil || kind > s.endKind {
-		s.endKind, s.err = kind, err
-	}
-}
-
-// endReported reports whether a reason other than our own close of the
-// connection has been recorded.
-func (s *session) endReported() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.err != nil && s.endKind > endLocal
-}
-
-// endErr is why the session ended. A timed-out Write counts only if
-// nothing but our own close was recorded: coder/websocket closes a
-// connection whose write ctx ends mid-frame, but a Write that timed out
-// waiting for the write lock left it healthy.
+// endErr is why the session ended, from what was recorded, in this order:
+// a reconnect the application asked for; the peer's close frame, or the
+// code coder/websocket sent itself on a protocol violation or an oversize
+// message; the heartbeat's verdict; the error that ended reading, unless it
+// only says that we closed the connection; then the write error that made
+// us close it.
 func (s *session) endErr() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.timeoutErr != nil && (s.err == nil || s.endKind == endLocal) {
-		return s.timeoutErr
-	}
-	return s.err
-}
-
-// pump reads whole messages and hands them to Read, in order, until the
-// connection ends or Close is called. It runs on the supervisor goroutine,
-// so a live connection costs no goroutine beyond the reader it needs anyway.
-// It always reads with a context that never ends: coder/websocket closes a
-// connection whose read context ends.
-//
-// Messages that a dead session had read but Read had not taken yet are
-// carried over (c.carry, owned by the supervisor) and delivered first.
-func (s *session) pump() {
-	c := s.c
-	for len(c.carry) > 0 {
-		switch s.deliver(c.carry[0]) {
-		case delivered:
-			c.carry[0] = message{}
-			c.carry = c.carry[1:]
-		case closing:
-			return
-		case died:
-			s.drain()
-			return
-		}
-	}
-	c.carry = nil
-	for {
-		typ, data, err := s.readMessage()
-		if err != nil {
-			s.readEnded(err)
-			return
-		}
-		switch s.deliver(message{typ, data}) {
-		case closing:
-			return
-		case died:
-			c.carry = append(c.carry, message{typ, data})
-			s.drain()
-			return
-		}
-	}
-}
-
-// readEnded records the error that ended reading and closes the connection
-// (EOF, reset and broken pipe leave a websocket.Conn open).
-func (s *session) readEnded(err error) {
-	kind := endRead
 	switch {
-	case websocket.CloseStatus(err) != -1:
-		kind = endCloseFrame
-	case errors.Is(err, net.ErrClosed):
-		kind = endLocal
+	case s.requested != nil:
+		return s.requested
+	case connEnd(s.readErr).Code != websocket.StatusAbnormalClosure:
+		return s.readErr
+	case s.death != nil:
+		return s.death
+	case s.readErr != nil && !errors.Is(s.readErr, net.ErrClosed):
+		return s.readErr
+	case s.writeErr != nil:
+		return s.writeErr
 	}
-	s.setEnd(kind, err)
-	_ = s.ws.CloseNow()
+	return s.readErr
 }
 
-// drain reads what had already arrived on a session that died while the
-// pump was parked, so that neither those messages nor a close frame among
-// them is lost, and carries the messages over. closeLater or the heartbeat's
-// CloseNow bounds it.
-func (s *session) drain() {
-	for len(s.c.carry) < maxCarry {
-		typ, data, err := s.readMessage()
+// serve is the pump: it reads whole messages into the Conn's inbox until
+// the connection ends. It runs on the supervisor, so a live connection
+// costs no goroutine beyond the reader it needs anyway. It reads with a
+// context that never ends (see readContext): coder/websocket closes a
+// connection whose read context ends. While readAhead messages wait for
+// Read it stops reading (parks); once the session is ending it drains what
+// had arrived, past that bound, so that nothing received is lost.
+func (s *session) serve() {
+	ctx := readContext(s)
+	for {
+		s.c.inbox.waitRoom(s.endedCh, s.setParked)
+		typ, data, err := s.readMessage(ctx)
 		if err != nil {
-			s.readEnded(err)
+			s.mu.Lock()
+			s.readErr = err
+			s.mu.Unlock()
+			s.end()
 			return
 		}
-		s.c.carry = append(s.c.carry, message{typ, data})
+		if s.c.inbox.push(message{typ, data}) >= maxDrain {
+			s.end()
+			s.kill()
+		}
 	}
-	_ = s.ws.CloseNow()
 }
 
-// readMessage reads one whole message, marking activity as each piece of it
-// arrives so that a long message on a slow link is not mistaken for silence.
-func (s *session) readMessage() (websocket.MessageType, []byte, error) {
-	typ, r, err := s.ws.Reader(context.Background())
+// setParked records that the pump stops or resumes reading. Resuming
+// counts as evidence: the idle clock restarts then, since nothing could be
+// read while parked.
+func (s *session) setParked(p bool) {
+	s.parked.Store(p)
+	if !p {
+		s.evidence()
+	}
+}
+
+// evidence counts a sign of life: a piece of a message, a pong. The first
+// one after each of the heartbeat's checks is timed, and brings the next
+// check to within a step (see heartbeat.nudge): the heartbeat knows when
+// silence began, to within a step, without a clock read per message.
+func (s *session) evidence() {
+	s.in.Add(1)
+	if s.stampWanted.Load() && s.stampWanted.CompareAndSwap(true, false) {
+		s.stampAt.Store(int64(time.Since(s.born)))
+		s.hb.nudge()
+	}
+}
+
+// readMessage reads one whole message, counting each piece of it as it
+// arrives so that a long message on a slow link is not mistaken for
+// silence.
+func (s *session) readMessage(ctx context.Context) (websocket.MessageType, []byte, error) {
+	typ, r, err := s.ws.Reader(ctx)
 	if err != nil {
 		return 0, nil, err
 	}
-	s.touch()
+	s.evidence()
 	buf := s.scratch[:0]
 	if cap(buf) == 0 {
 		buf = make([]byte, 0, 512)
@@ -264,7 +195,7 @@ func (s *session) readMessage() (websocket.MessageType, []byte, error) {
 		n, err := r.Read(buf[len(buf):cap(buf)])
 		buf = buf[:len(buf)+n]
 		if n > 0 {
-			s.touch()
+			s.evidence()
 		}
 		if err == io.EOF {
 			break
@@ -283,67 +214,174 @@ func (s *session) readMessage() (websocket.MessageType, []byte, error) {
 	return typ, bytes.Clone(buf), nil
 }
 
-// maxScratch bounds the read buffer a session keeps between messages.
-const maxScratch = 16 << 10
-
-// Outcomes of deliver.
-const (
-	delivered = iota
-	closing   // Close was called
-	died      // the session died while the pump waited
-)
-
-// deliver hands m to Read. While it waits, the connection is not read.
-func (s *session) deliver(m message) int {
-	select {
-	case s.c.msgs <- m:
-		return delivered
-	default:
+// write writes one whole message.
+func (s *session) write(ctx context.Context, typ websocket.MessageType, p []byte) error {
+	// coder/websocket may take its lock before it notices that ctx has
+	// ended, then arm context.AfterFunc on it, which closes the connection:
+	// a Write that is over before it starts must not cost the connection.
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("wsreconnect: write: %w", err)
 	}
-	s.parks.Add(1)
-	s.parked.Store(true)
-	defer func() {
-		// The idle clock restarts now (while parked nothing could be
-		// read), and before parked clears: the heartbeat must never see
-		// an unparked pump with a stale clock, or it would ping a peer
-		// that is busy writing to us.
-		s.touch()
-		s.parked.Store(false)
-	}()
-	select {
-	case s.c.msgs <- m:
-		return delivered
-	case <-s.c.closing:
-		return closing
-	case <-s.deadCh:
-		return died
+	if len(p) <= fragmentSize || !s.hb.fragments {
+		err := s.ws.Write(ctx, typ, p)
+		if err != nil {
+			return s.writeFailed(ctx, err, false)
+		}
+		s.wrote(len(p))
+		return nil
+	}
+	w, err := s.ws.Writer(ctx, typ)
+	if err != nil {
+		return s.writeFailed(ctx, err, false)
+	}
+	for len(p) > 0 {
+		n := min(len(p), fragmentSize)
+		if _, err := w.Write(p[:n]); err != nil {
+			return s.writeFailed(ctx, err, true)
+		}
+		s.wrote(n)
+		p = p[n:]
+	}
+	if err := w.Close(); err != nil {
+		return s.writeFailed(ctx, err, true)
+	}
+	return nil
+}
+
+// wrote counts n bytes handed to the connection, and has the heartbeat
+// place a ping among them when they pass its mark (see heartbeat.marker).
+func (s *session) wrote(n int) {
+	if s.out.Add(int64(n)) >= s.hb.nextMarker.Load() {
+		s.hb.marker()
 	}
 }
 
-func (s *session) write(ctx context.Context, typ websocket.MessageType, p []byte) error {
-	err := s.ws.Write(ctx, typ, p)
-	if err == nil {
-		return nil
-	}
+// writeFailed records a failed write. started reports whether part of the
+// message may be on the wire in fragments.
+func (s *session) writeFailed(ctx context.Context, err error, started bool) error {
 	if s.c.isClosing() {
 		return ErrClosed
 	}
-	if ctx.Err() == nil {
-		// A broken pipe or reset: the connection is gone, but a write
-		// error does not close a websocket.Conn. Writes stop using it at
-		// once; the pump may still read what had arrived (a close frame
-		// among it must win), for a moment.
-		s.setEnd(endWrite, err)
-		s.closeLater()
-	} else {
-		// If ctx ended, coder/websocket closed the connection itself when
-		// the frame was half written, or left it healthy when the write
-		// never started: keep the error in case it was the former.
-		s.mu.Lock()
-		if s.timeoutErr == nil {
-			s.timeoutErr = err
-		}
-		s.mu.Unlock()
+	s.mu.Lock()
+	if s.writeErr == nil {
+		s.writeErr = err
 	}
+	s.mu.Unlock()
+	if started || ctx.Err() == nil {
+		// A broken connection (a write error does not close a
+		// websocket.Conn), or a message cut between its fragments, which
+		// nothing can finish: Writes stop using the session at once, and
+		// the pump may still read what had arrived, a close frame among it,
+		// for a moment.
+		s.end()
+		s.killAfter(drainGrace)
+	}
+	// Otherwise ctx ended while the write waited for the lock, which
+	// leaves the connection healthy, or in the middle of its one frame,
+	// when coder/websocket closes the connection itself: then the pump sees
+	// it closed, and the recorded error explains why.
 	return fmt.Errorf("wsreconnect: write: %w", err)
+}
+
+// reconnectWanted reports whether Reconnect was called on the session.
+func (s *session) reconnectWanted() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.requested != nil
+}
+
+// markReconnect records that the application asked for a reconnect; it
+// reports false if the session had already ended on its own.
+func (s *session) markReconnect() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ended.Load() || s.requested != nil {
+		return false
+	}
+	s.requested = ErrReconnectRequested
+	return true
+}
+
+// reconnect ends the session with a close frame, for Reconnect.
+func (s *session) reconnect() {
+	s.end()
+	s.closeHandshake(websocket.StatusNormalClosure, "reconnecting", reconnectGrace)
+}
+
+// closeHandshake closes the connection with a close frame, on a task of
+// the session; the pump goes on reading meanwhile, for the answer. With a
+// grace, the connection is closed anyway when the answer takes longer.
+func (s *session) closeHandshake(code websocket.StatusCode, reason string, grace time.Duration) {
+	s.mu.Lock()
+	if s.handshake || s.killed || s.retired {
+		s.mu.Unlock()
+		return
+	}
+	s.handshake = true
+	s.tasks.Add(1)
+	s.mu.Unlock()
+	go func() {
+		defer s.tasks.Done()
+		err := closeConn(s.ws, code, reason)
+		s.mu.Lock()
+		s.closeErr = err
+		s.mu.Unlock()
+	}()
+	if grace > 0 {
+		s.killAfter(grace)
+	}
+}
+
+// kill closes the connection at once, without a handshake, or cutting
+// short one under way: coder/websocket's CloseNow would wait for that
+// handshake (up to 10 s on a peer that does not answer) and has no call to
+// abort one, so the socket under it is closed instead. Without the socket
+// (a DialFunc that does not dial through net/http's Transport),
+// coder/websocket's own bounds end the handshake.
+func (s *session) kill() {
+	s.mu.Lock()
+	if s.killed {
+		s.mu.Unlock()
+		return
+	}
+	s.killed = true
+	handshake := s.handshake
+	s.mu.Unlock()
+	if !handshake {
+		closeNow(s.ws)
+	} else if s.netConn != nil {
+		_ = s.netConn.Close()
+	}
+}
+
+// killAfter kills the session after d unless it is retired first.
+func (s *session) killAfter(d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.retired || s.killed || s.killTimer != nil {
+		return
+	}
+	s.tasks.Add(1)
+	s.killTimer = time.AfterFunc(d, func() {
+		defer s.tasks.Done()
+		s.kill()
+	})
+}
+
+// retire ends everything that still runs for the session once its pump
+// has returned, and waits for it: the heartbeat, its pings, the close
+// handshake, a pending kill, and coder/websocket's own goroutines.
+func (s *session) retire() {
+	s.end()
+	s.hb.stop()
+	s.mu.Lock()
+	s.retired = true
+	if s.killTimer != nil && s.killTimer.Stop() {
+		s.tasks.Done() // it will never run
+	}
+	s.mu.Unlock()
+	s.kill()
+	s.tasks.Wait()
+	s.hb.wait()
+	closeNow(s.ws)
 }

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httptrace"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -210,6 +211,10 @@ type pipeTransport struct{ s *Server }
 
 func (t pipeTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	clientConn, serverConn := net.Pipe()
+	// As net/http's Transport does, say which connection the request uses.
+	if trace := httptrace.ContextClientTrace(r.Context()); trace != nil && trace.GotConn != nil {
+		trace.GotConn(httptrace.GotConnInfo{Conn: clientConn})
+	}
 	hj := &hijacker{ResponseRecorder: httptest.NewRecorder(), conn: serverConn}
 	t.s.ServeHTTP(hj, r)
 	if err := r.Context().Err(); err != nil {

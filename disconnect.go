@@ -1,0 +1,88 @@
+package wsreconnect
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/coder/websocket"
+)
+
+// Disconnect describes one lost connection or one failed attempt, and what
+// the Conn decided to do about it.
+type Disconnect struct {
+	// Code is the close code: the peer's close frame if one arrived; the
+	// code coder/websocket sent itself when it found the peer breaking the
+	// protocol (1002) or a message over the read limit (1009); 1006
+	// (websocket.StatusAbnormalClosure) when an established connection
+	// ended without a close frame (EOF, reset, broken pipe, heartbeat
+	// timeout); 0 for a failed dial or a failed OnConnect that carried no
+	// close code.
+	Code websocket.StatusCode
+	// Reason is the reason in the close frame, if any.
+	Reason string
+	// HTTPStatus is the status of a failed handshake, else 0.
+	HTTPStatus int
+	// RetryAfter is the server's Retry-After hint on a failed handshake,
+	// clamped to [0, WithMaxRetryAfter]; 0 when absent or malformed.
+	RetryAfter time.Duration
+	// Err is what ended it. For a close frame, websocket.CloseStatus(Err)
+	// reports the code.
+	Err error
+	// Uptime is how long the connection was up; 0 for a failed attempt.
+	Uptime time.Duration
+	// Attempt counts the consecutive failures since the last stable
+	// connection (see WithStableUptime), this one included: 1, 2, 3, …
+	Attempt int
+	// Decision is what the policy decided.
+	Decision Decision
+	// Reconnect reports whether another attempt follows.
+	Reconnect bool
+	// Delay is the wait before that attempt.
+	Delay time.Duration
+}
+
+func (d Disconnect) String() string {
+	s := d.what() + ": "
+	if d.Reconnect {
+		return s + fmt.Sprintf("%v in %v", d.Decision, d.Delay)
+	}
+	return s + "stop"
+}
+
+// MarshalJSON renders Err as its message (an error value has no JSON form
+// of its own), so that a Disconnect or Stats can be published as is, for
+// example with expvar.
+func (d Disconnect) MarshalJSON() ([]byte, error) {
+	type plain Disconnect // without the MarshalJSON method
+	var errText string
+	if d.Err != nil {
+		errText = d.Err.Error()
+	}
+	return json.Marshal(struct {
+		plain
+		Err string `json:",omitempty"`
+	}{plain(d), errText})
+}
+
+// what says what ended the connection or attempt, and which attempt it was.
+func (d Disconnect) what() string {
+	var b strings.Builder
+	switch {
+	case d.HTTPStatus != 0:
+		fmt.Fprintf(&b, "handshake status %d", d.HTTPStatus)
+	case d.Code != 0:
+		fmt.Fprintf(&b, "code %d", int(d.Code))
+		if d.Reason != "" {
+			fmt.Fprintf(&b, " %q", d.Reason)
+		}
+	default:
+		b.WriteString("dial failed")
+	}
+	if d.Err != nil {
+		fmt.Fprintf(&b, ": %v", d.Err)
+	}
+	fmt.Fprintf(&b, " (attempt %d)", d.Attempt)
+	return b.String()
+}

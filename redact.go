@@ -1,0 +1,45 @@
+package wsreconnect
+
+import (
+	"errors"
+	"net/url"
+	"strings"
+)
+
+// redact hides the credentials and query of a URL that err mentions (net/http
+// puts the request URL into its errors; a token in the query would
+// otherwise reach logs). The result unwraps to err.
+func redact(err error) error {
+	var uerr *url.Error
+	if err == nil || !errors.As(err, &uerr) || uerr.URL == "" {
+		return err
+	}
+	return redactURL(err, uerr.URL)
+}
+
+// redactURL replaces rawURL, wherever err's message mentions it, by the URL
+// without user info, query and fragment.
+func redactURL(err error, rawURL string) error {
+	safe := "<unparseable URL>"
+	if u, perr := url.Parse(rawURL); perr == nil {
+		u.User = nil
+		if u.RawQuery != "" {
+			u.RawQuery = "REDACTED"
+		}
+		u.Fragment = ""
+		safe = u.String()
+	}
+	msg := err.Error()
+	if !strings.Contains(msg, rawURL) {
+		return err
+	}
+	return &redactedError{msg: strings.ReplaceAll(msg, rawURL, safe), err: err}
+}
+
+type redactedError struct {
+	msg string
+	err error
+}
+
+func (e *redactedError) Error() string { return e.msg }
+func (e *redactedError) Unwrap() error { return e.err }
