@@ -66,9 +66,10 @@ type Policy func(Disconnect) Decision
 //	handshake 408, 500, 502, 504, other 5xx                       Retry
 //	1000 normal closure (the server ended it on purpose)          Stop
 //	1002, 1003, 1007, 1008, 1009, 1010, 1015                      Stop
+//	a protocol violation coder/websocket answers with 1002        Stop
 //	handshake 4xx other than 408 and 429, 1xx-3xx other than 101  Stop
-//	TLS certificate errors, malformed URL, wss:// to a plain
-//	  HTTP server, a DialFunc that returns no connection          Stop
+//	TLS certificate errors, wss:// to a plain server, bad URL     Stop
+//	a DialFunc that dials with an ended ctx or returns nothing    Stop
 //	3000-4999 (application codes)                                 Retry
 //	other codes                                                   Retry
 //	the caller's Close or CloseNow (ErrClosed)                    Stop

@@ -20,6 +20,8 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
+	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -723,4 +725,42 @@ func FuzzClassify(f *testing.F) {
 			checkDelay(t, &cfg, odd, dDial.RetryAfter, delay, ok)
 		}
 	})
+}
+
+// The policy table is written once, on DefaultPolicy; README.md carries a
+// copy, which must say the same, row for row.
+func TestREADMEPolicyTableMatchesDefaultPolicy(t *testing.T) {
+	src, err := os.ReadFile("closecode.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := string(src)
+	doc = doc[strings.Index(doc, "// DefaultPolicy is the default classification"):strings.Index(doc, "func DefaultPolicy(")]
+	var want []string
+	rowRE := regexp.MustCompile(`^//\t(.*?)\s{2,}(Retry|RetryOverload|Stop)$`)
+	for _, l := range strings.Split(doc, "\n") {
+		if m := rowRE.FindStringSubmatch(l); m != nil {
+			want = append(want, m[1]+" | "+map[string]string{"Retry": "retry", "RetryOverload": "retry, overload schedule", "Stop": "stop"}[m[2]])
+		}
+	}
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	inTable := false
+	for _, l := range strings.Split(string(readme), "\n") {
+		switch {
+		case l == "| what ended it | decision |":
+			inTable = true
+		case inTable && strings.HasPrefix(l, "|---"):
+		case inTable && strings.HasPrefix(l, "| "):
+			got = append(got, strings.TrimSuffix(strings.TrimPrefix(l, "| "), " |"))
+		case inTable:
+			inTable = false
+		}
+	}
+	if len(want) < 10 || !slices.Equal(got, want) {
+		t.Fatalf("README's policy table differs from DefaultPolicy's:\nREADME:\n%s\nDefaultPolicy:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
 }

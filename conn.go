@@ -64,32 +64,46 @@ const (
 	phaseEnded
 )
 
+// The lifecycle, in one place.
+//
+// Goroutines, each with one owner that starts it and waits for it:
+//   - The supervisor (Conn.run, reconnect.go) is the Conn's one long-lived
+//     goroutine. Dial starts it; it closes done when it returns. It runs the
+//     loop: dial, OnConnect, serve the connection, classify its end,
+//     OnDisconnect, wait. While a connection is live, the supervisor is its
+//     reader (session.serve, the pump), so an idle Conn has one goroutine,
+//     as a plain coder/websocket client with its reader does.
+//   - Each dial runs on a short-lived goroutine the supervisor starts and
+//     waits for (dialOnOwnStack), to keep the supervisor's stack small.
+//   - A session (session.go) is one connection. Its tasks are the close
+//     handshake, a pending kill, and the heartbeat's timer and pings
+//     (heartbeat.go); whoever needs one starts it, and the supervisor waits
+//     for all of them when it retires the session, after which none starts.
+//
+// State, each piece with one owner:
+//   - The supervisor owns the schedules and the session it serves.
+//   - c.mu guards the state, the phase, the counters, the send queue and
+//     c.sess, through which Close and Reconnect act on the connection.
+//   - A session's end is recorded by whoever sees it (session.mu) and
+//     decided once, by session.endErr.
+//   - The inbox (Read's messages) has its own lock and belongs to the Conn,
+//     so what a connection received stays readable after it ended.
+//
+// Close ends it all and waits for done, except while one of the
+// application's callbacks runs (the caller may be in it): Close never waits
+// for the application's own code, so it needs no goroutine ids and a
+// callback that waits for a helper calling Close cannot deadlock. No
+// callback starts once Close was called.
+
 // Conn is a WebSocket connection that redials when it drops. Read and Write
 // keep working across reconnects. All methods are safe for concurrent use.
 //
-// The lifecycle, in one place:
-//
-//   - The supervisor (run, in reconnect.go) is the Conn's one long-lived
-//     goroutine. Dial starts it; it ends when the Conn ends, closing done.
-//     It owns the schedules and runs the loop: dial, OnConnect, serve the
-//     connection, classify its end, OnDisconnect, wait. While a connection
-//     is live, the supervisor is its reader (session.serve, the pump).
-//   - Each dial runs on a short-lived goroutine the supervisor starts and
-//     waits for (dialOnOwnStack).
-//   - A session (session.go) is one connection. Its tasks, started by
-//     whoever needs them, are the close handshake, a pending kill, and the
-//     heartbeat's timer and pings (heartbeat.go); the supervisor retires the
-//     session when its pump returns, and waits for every task then. None
-//     starts after that.
-//   - State: the supervisor owns the schedules and the session it serves;
-//     c.mu guards the state, phase, counters, send queue and c.sess, which
-//     Close and Reconnect read to act on the connection; the inbox (Read's
-//     messages) has its own lock, and belongs to the Conn, so what a
-//     connection received stays readable after it ended.
-//   - Close ends it all and waits for done, except while one of the
-//     application's callbacks runs (it may be the caller): Close never waits
-//     for the application's own code. No callback starts once Close was
-//     called.
+// A Conn runs one goroutine for its lifetime, which is also the reader of
+// the live connection: an idle Conn costs the same one goroutine a plain
+// coder/websocket client needs for its reader. A dial runs on a
+// short-lived goroutine of its own; the heartbeat is a timer, with a
+// goroutine only while a ping waits for its pong. Close, CloseNow and a
+// policy stop end them all; Done tells when they have.
 type Conn struct {
 	cfg  config
 	dial DialFunc
@@ -297,7 +311,8 @@ func (c *Conn) shutdown(graceful bool, code websocket.StatusCode, reason string)
 	<-c.done
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.closeErr != nil {
+	if first && graceful && c.closeErr != nil {
+		// The handshake this Close started failed (or CloseNow cut it).
 		return errors.Join(fmt.Errorf("wsreconnect: close: %w", c.closeErr), c.unsent)
 	}
 	return c.unsent

@@ -131,9 +131,9 @@ func WithOnConnect(fn func(ctx context.Context, ws *websocket.Conn) error) Optio
 // WithOnDisconnect sets a function told of each lost connection and each
 // failed attempt, with the decision taken (Disconnect.Reconnect and
 // Disconnect.Delay). It runs on the Conn's supervisor goroutine: while it
-// runs, no reconnect happens, so keep it short. It may call Close or
-// CloseNow. It is never called after Close or CloseNow has returned, and is
-// not called for the connection that Close or CloseNow ended. Default: none.
+// runs, no reconnect happens, so keep it short. It may call Close,
+// CloseNow or Reconnect. It is not called once Close or CloseNow has been
+// called, so not for the connection they ended. Default: none.
 func WithOnDisconnect(fn func(Disconnect)) Option {
 	return optionFunc(func(c *config) {
 		if fn == nil {
@@ -172,10 +172,11 @@ func WithInitialDelay(d time.Duration) Option {
 }
 
 // WithMaxDelay caps the delay actually slept before a retry, jitter
-// included, on both schedules. A Retry-After hint may exceed it, up to
-// WithMaxRetryAfter. Default 30 s (DefaultMaxDelay); valid range 1 ms to 24 h,
-// and at least the initial delay. The overload schedule never waits less
-// than 1 s, even when the max delay is lower: its cap is then 2 s.
+// included, on both schedules: the overload schedule's windows stop at
+// [max/2, max), but never go below its 1 s floor (with a max delay under
+// 1 s, every overload retry waits 1 s). Only a Retry-After hint may exceed
+// it, up to WithMaxRetryAfter. Default 30 s (DefaultMaxDelay); valid range
+// 1 ms to 24 h, and at least the initial delay.
 func WithMaxDelay(d time.Duration) Option {
 	return optionFunc(func(c *config) { c.maxDelay = d })
 }
@@ -207,14 +208,16 @@ func WithMaxRetryAfter(d time.Duration) Option {
 
 // WithBackOff replaces the standard schedule with one from backoff/v4. The
 // function is called once per Conn (a backoff.BackOff is not safe for
-// concurrent use). The delays it returns are capped by the max delay;
-// backoff.Stop stops reconnecting, so
+// concurrent use). Every retry asks it for the next delay, whatever the
+// decision (an overload retry then waits at least the overload schedule's
+// delay), so its backoff.Stop counts every consecutive failure:
 //
 //	wsreconnect.WithBackOff(func() backoff.BackOff {
 //		return backoff.WithMaxRetries(wsreconnect.NewBackOff(time.Second, 30*time.Second), 10)
 //	})
 //
-// gives up after ten consecutive failures. The schedule is Reset after a
+// gives up after ten consecutive failures of any kind. The delays it
+// returns are capped by the max delay. The schedule is Reset after a
 // stable connection. Beware backoff.NewExponentialBackOff's MaxElapsedTime
 // of 15 minutes: after it, the client stops for good. Default: NewBackOff
 // with the initial and max delays.
@@ -228,12 +231,22 @@ func WithBackOff(newBackOff func() backoff.BackOff) Option {
 }
 
 // WithHeartbeat sets the dead-peer detection: when nothing has arrived for
-// interval, the Conn sends a ping; if neither the pong nor any other frame
-// arrives within timeout, the connection is closed at once and reported as
-// code 1006 with Err wrapping ErrHeartbeatTimeout. An interval of 0
-// disables the heartbeat. Otherwise interval and timeout must be between
-// 10 ms and 24 h. Default 20 s and 10 s: below the common 30 to 60 s idle
-// limits of NATs and load balancers.
+// interval, the Conn sends a ping; if nothing at all arrives within
+// timeout (the pong, a message, any frame), the connection is closed at
+// once and reported as code 1006 with Err wrapping ErrHeartbeatTimeout. A
+// dead peer is found within interval + timeout of its last sign of life.
+//
+// Neither a slow application nor a busy link is a dead peer. While
+// messages wait for Read, the connection is not read and the heartbeat
+// waits. While the Conn writes, a peer that is still reading what it was
+// sent is alive even if a ping cannot reach it in time: with the heartbeat
+// on, messages over 64 KiB go out in 64 KiB fragments, with a ping among
+// them every 256 KiB written, and each pong proves the peer has read that
+// far, during the Write and after it, while the kernel's buffers drain.
+//
+// An interval of 0 disables the heartbeat (and the fragments). Otherwise
+// interval and timeout must be between 10 ms and 24 h. Default 20 s and
+// 10 s: below the common 30 to 60 s idle limits of NATs and load balancers.
 func WithHeartbeat(interval, timeout time.Duration) Option {
 	return optionFunc(func(c *config) {
 		c.hbInterval = interval

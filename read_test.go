@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"net/http"
+	"strconv"
 	"testing"
 	"testing/synctest"
+	"time"
 
 	"github.com/coder/websocket"
 	"github.com/wsreconnect/wsreconnect/internal/wstest"
@@ -49,4 +51,50 @@ func TestReadMessagesOfManySizes(t *testing.T) {
 			}
 		}
 	})
+}
+
+// Every message received before a connection dropped is readable at once,
+// in order, while the Conn reconnects: here against a server that then
+// answers 503 with Retry-After: 120. (They used to wait for the next
+// connection, minutes away, and were lost if the application gave up.)
+// The drop is found by a Write while the application is not reading, so
+// that the pump is parked with messages still unread on the socket.
+func TestReceivedMessagesReadableWhileReconnecting(t *testing.T) {
+	noLeaks(t)
+	const n = readAhead + 4
+	sent := make(chan struct{})
+	srv, dial := netListen(t, wstest.Send(n, func(context.Context, *websocket.Conn) { close(sent) }), wstest.Reject(503, "120"))
+	rec := newNetWatcher()
+	c := mustDial(t, dial, rec.option(), WithHeartbeat(0, 0))
+	<-sent // and the server drops the connection
+	// The application writes without reading: a Write finds the drop.
+	for i := 0; ; i++ {
+		if c.Write(t.Context(), websocket.MessageText, []byte("hello")) != nil {
+			break
+		}
+		if i == 100 {
+			t.Fatal("100 Writes to a dropped connection succeeded")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	netWaitUntil(t, 10*time.Second, "the 503 of the redial", func() bool { return srv.Attempts.Load() == 2 })
+	d := rec.next(t, 10*time.Second) // the drop
+	if d.d.Code != websocket.StatusAbnormalClosure {
+		t.Fatalf("first disconnect %v, want the drop (1006)", d.d)
+	}
+	d = rec.next(t, 10*time.Second) // the 503
+	if d.d.HTTPStatus != 503 || d.d.Delay < 120*time.Second {
+		t.Fatalf("second disconnect %v, want the 503 and a wait of 120 s", d.d)
+	}
+	for i := range n {
+		ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+		_, p, err := c.Read(ctx)
+		cancel()
+		if err != nil || string(p) != strconv.Itoa(i) {
+			t.Fatalf("Read %d while reconnecting: %q, %v; want %q at once", i, p, err, strconv.Itoa(i))
+		}
+	}
+	if st := c.State(); st != StateConnecting {
+		t.Fatalf("state %v, want connecting (waiting out the Retry-After)", st)
+	}
 }

@@ -243,6 +243,30 @@ func TestPolicyViolationStops(t *testing.T) {
 	})
 }
 
+// An empty close frame (1005: what Node's ws.close() without a code sends,
+// common in server shutdown code) says only that no code was present: it
+// is retried, not taken for an end on purpose; 1000 still stops.
+func TestEmptyCloseFrameIsRetried(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := wstest.NewServer(wstest.CloseWith(websocket.StatusNoStatusRcvd, ""), wstest.Echo())
+		defer srv.Close()
+		rec := &recorder{}
+		c := mustDial(t, srv.PipeDial(), rec.option())
+		time.Sleep(time.Second) // the close, then the first retry's delay
+		synctest.Wait()
+		if err := c.Write(t.Context(), websocket.MessageText, []byte("back")); err != nil {
+			t.Fatal(err)
+		}
+		if got := readString(t, c); got != "back" {
+			t.Fatalf("echo %q", got)
+		}
+		ds := rec.all()
+		if len(ds) != 1 || ds[0].Code != websocket.StatusNoStatusRcvd || ds[0].Decision != Retry || !ds[0].Reconnect {
+			t.Fatalf("disconnects %v, want one 1005, retried", ds)
+		}
+	})
+}
+
 func TestUnauthorizedFailsDialAtOnce(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		srv := wstest.NewServer(wstest.Reject(401, ""))

@@ -41,14 +41,12 @@ func stdWindow(n int, initial, max time.Duration) (lo, hi time.Duration) {
 
 // overloadWindow is the documented window [lo, hi) of the n-th delay of
 // NewOverloadBackOff(floor, max): [floor·2^(n-1), floor·2^(n+1)), each end
-// capped (the floor at max/2, the top at max); max is at least 2·floor.
-func overloadWindow(n int, floor, max time.Duration) (lo, hi time.Duration) {
-	if max/2 < floor {
-		max = 2 * floor
-	}
-	_, top := stdWindow(n+2, floor, max)
-	_, f := stdWindow(n, floor, max)
-	return min(f, max/2), top
+// capped (the low end at max/2, the top at max), but never below floor.
+func overloadWindow(n int, floor, maxDelay time.Duration) (lo, hi time.Duration) {
+	_, top := stdWindow(n+2, floor, maxDelay)
+	_, f := stdWindow(n, floor, maxDelay)
+	lo = max(min(f, maxDelay/2), floor)
+	return lo, max(top, lo)
 }
 
 // inWindow reports whether d lies in [lo, hi); an empty window (a cap of
@@ -451,6 +449,40 @@ func TestOverloadFloorWithSmallMaxDelay(t *testing.T) {
 	}
 }
 
+// WithMaxDelay caps the delay slept on the overload schedule too (only a
+// Retry-After floor may exceed it); the overload floor of 1 s stays, and
+// the delays are still spread when the cap allows it.
+func TestOverloadDelaysCappedByMaxDelay(t *testing.T) {
+	for _, tc := range []struct {
+		initial, max time.Duration
+		lo, hi       time.Duration // every delay in [lo, hi]
+	}{
+		{2 * time.Second, 2 * time.Second, time.Second, 2 * time.Second},
+		{10 * time.Second, 10 * time.Second, 5 * time.Second, 10 * time.Second},
+		{time.Second, 3 * time.Second, time.Second, 3 * time.Second},
+		{100 * time.Millisecond, 500 * time.Millisecond, time.Second, time.Second},
+	} {
+		t.Run(fmt.Sprintf("initial %v, max %v", tc.initial, tc.max), func(t *testing.T) {
+			s, _ := testSchedules(t, WithInitialDelay(tc.initial), WithMaxDelay(tc.max))
+			seen := map[time.Duration]bool{}
+			for i := range 200 {
+				d, ok := s.next(RetryOverload, 0)
+				if !ok || d < tc.lo || d > tc.hi {
+					t.Fatalf("overload delay %d: %v, %v; want in [%v, %v]", i+1, d, ok, tc.lo, tc.hi)
+				}
+				seen[d] = true
+			}
+			if tc.lo < tc.hi && len(seen) < 100 {
+				t.Fatalf("%d distinct delays in 200: not spread", len(seen))
+			}
+			// A Retry-After floor is honoured beyond the cap.
+			if d, _ := s.next(RetryOverload, 20*time.Second); d < 20*time.Second {
+				t.Fatalf("with Retry-After 20s: %v", d)
+			}
+		})
+	}
+}
+
 func TestSchedulesResetRestartsWindows(t *testing.T) {
 	s, _ := testSchedules(t, WithInitialDelay(time.Second), WithMaxDelay(30*time.Second))
 	for round := range 200 {
@@ -542,4 +574,57 @@ func TestWithBackOffMaxRetriesEndToEnd(t *testing.T) {
 			t.Fatalf("%d attempts after Dial failed", n)
 		}
 	})
+}
+
+// WithBackOff(backoff.WithMaxRetries(b, n)) gives up after n retries,
+// whatever mix of decisions the consecutive failures were: overload
+// decisions (503, 1013) count as well as plain ones.
+func TestCustomScheduleStopsAfterFailuresOfAnyKind(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		script []wstest.Step
+	}{
+		{"503", []wstest.Step{wstest.Reject(503, "")}},
+		{"1013", []wstest.Step{wstest.CloseWith(websocket.StatusTryAgainLater, "busy")}},
+		{"mixed", []wstest.Step{
+			wstest.Reject(503, "1"), wstest.CloseWith(websocket.StatusTryAgainLater, ""),
+			wstest.Drop(), wstest.Reject(429, ""), wstest.Reject(502, ""),
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				srv := wstest.NewServer(tc.script...)
+				defer srv.Close()
+				rec := &recorder{}
+				// A schedule that never stops fails the test, not the run.
+				pipe, calls := srv.PipeDial(), 0
+				dial := func(ctx context.Context) (*websocket.Conn, *http.Response, error) {
+					if calls++; calls > 20 {
+						return nil, nil, &url.Error{Op: "parse", URL: "ws://pipe.test/", Err: errors.New("too many attempts")}
+					}
+					return pipe(ctx)
+				}
+				const retries = 3
+				c, err := Dial(t.Context(), dial, rec.option(), WithHeartbeat(0, 0), WithBackOff(func() backoff.BackOff {
+					return backoff.WithMaxRetries(NewBackOff(time.Second, 30*time.Second), retries)
+				}))
+				if err == nil { // a connection came up, and failed later
+					<-c.Done()
+					err = c.Err()
+				}
+				var se *StopError
+				if !errors.As(err, &se) {
+					t.Fatalf("error %v (%T), want a *StopError", err, err)
+				}
+				if n := srv.Attempts.Load(); n != retries+1 {
+					t.Fatalf("%d attempts, want %d: %v", n, retries+1, rec.all())
+				}
+				ds := rec.all()
+				last := ds[len(ds)-1]
+				if last.Reconnect || last.Decision != Stop || last.Attempt != retries+1 {
+					t.Fatalf("last disconnect %+v", last)
+				}
+			})
+		})
+	}
 }

@@ -36,10 +36,9 @@ func hostileOptions() []wsreconnect.Option {
 // Close frames that must never be on the wire (RFC 6455 §7.4: 1004, 1005,
 // 1006 and 1015 are reserved or for local use only; below 1000 and
 // 2000-2999 are unassigned; above 4999 out of range), and malformed ones.
-// coder/websocket rejects them as a protocol error (and answers 1002), so
-// the connection ended without a valid close frame: the client must report
-// 1006 and retry on the standard schedule, never pass the bogus code on as
-// if the server had said it (1005 would stop the client; 1015 too).
+// coder/websocket rejects them as a protocol error and answers 1002: the
+// client reports the 1002 it sent, and stops as on any protocol violation,
+// never passing the bogus code on as if the server had said it.
 func TestHostileCloseFrames(t *testing.T) {
 	long := strings.Repeat("x", 124)
 	for _, tc := range []struct {
@@ -48,19 +47,19 @@ func TestHostileCloseFrames(t *testing.T) {
 		code    int // what the client must report
 		stop    bool
 	}{
-		{"code 999", closePayload(999, "bad"), 1006, false},
-		{"code 1004", closePayload(1004, "bad"), 1006, false},
-		{"code 1005", closePayload(1005, "bad"), 1006, false},
-		{"code 1006", closePayload(1006, "bad"), 1006, false},
-		{"code 1015", closePayload(1015, "bad"), 1006, false},
-		{"code 2999", closePayload(2999, "bad"), 1006, false},
-		{"code 5000", closePayload(5000, "bad"), 1006, false},
-		{"code 65535", closePayload(65535, "bad"), 1006, false},
-		{"one-byte payload", []byte{0x03}, 1006, false},
-		{"reason of 124 bytes (control frame of 126)", closePayload(1001, long), 1006, false},
-		// An empty close payload is legal and means "no status" (1005):
-		// the server ended the session on purpose, the client stops.
-		{"empty payload", nil, 1005, true},
+		{"code 999", closePayload(999, "bad"), 1002, true},
+		{"code 1004", closePayload(1004, "bad"), 1002, true},
+		{"code 1005", closePayload(1005, "bad"), 1002, true},
+		{"code 1006", closePayload(1006, "bad"), 1002, true},
+		{"code 1015", closePayload(1015, "bad"), 1002, true},
+		{"code 2999", closePayload(2999, "bad"), 1002, true},
+		{"code 5000", closePayload(5000, "bad"), 1002, true},
+		{"code 65535", closePayload(65535, "bad"), 1002, true},
+		{"one-byte payload", []byte{0x03}, 1002, true},
+		{"reason of 124 bytes (control frame of 126)", closePayload(1001, long), 1002, true},
+		// An empty close payload is legal and means "no status" (1005): it
+		// says nothing of the server's intent, and is retried.
+		{"empty payload", nil, 1005, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			w := newWorld()

@@ -1,8 +1,7 @@
 package wsreconnect
 
-// Tests from a review of the library. Each marked DEFECT failed because of
-// the defect its comment describes, now fixed: they stay as regression
-// tests. Each marked PINNED guards a subtle behaviour worth keeping.
+// Lifecycle: reading and writing around Close, callbacks that call Close,
+// and sessions that end while the application is busy.
 
 import (
 	"context"
@@ -20,12 +19,9 @@ import (
 	"github.com/wsreconnect/wsreconnect/internal/wstest"
 )
 
-// DEFECT (conn.go Read, first select): "After Close or CloseNow, Read
-// returns ErrClosed, even when messages were still buffered." The first
-// select offers c.closing and c.msgs together; with both ready Go picks one
-// at random, so a Read after Close returns a buffered message about half of
-// the time.
-func TestReviewReadAfterCloseReturnsErrClosed(t *testing.T) {
+// After Close or CloseNow, Read returns ErrClosed, even when messages were
+// still buffered (a select that offered both would pick one at random).
+func TestReadAfterCloseReturnsErrClosed(t *testing.T) {
 	for round := range 10 {
 		synctest.Test(t, func(t *testing.T) {
 			srv := wstest.NewServer(wstest.Send(5, nil))
@@ -45,25 +41,21 @@ func TestReviewReadAfterCloseReturnsErrClosed(t *testing.T) {
 	}
 }
 
-// DEFECT (conn.go write / recordEnd, heartbeat.go check "case
-// s.endReported()"): a Write whose ctx ends while it waits for
-// coder/websocket's write lock leaves the connection healthy, but write()
-// still records endWrite as the session's end reason. endReported() then
-// reports true for the rest of the session, and check() takes every failed
-// ping for "the pump or a writer reports why": the heartbeat never fires
-// again. A peer that dies later is never found.
-func TestReviewTimedOutWriteDisablesHeartbeat(t *testing.T) {
+// A Write whose ctx ends while it waits for coder/websocket's write lock
+// leaves the connection healthy, and the heartbeat working: a peer that
+// dies later is still found.
+func TestHeartbeatWorksAfterTimedOutWrite(t *testing.T) {
 	// control: the same peer without the timed-out Write is found.
 	for _, timedOutWrite := range []bool{false, true} {
 		name := "control"
 		if timedOutWrite {
 			name = "after a timed-out Write"
 		}
-		t.Run(name, func(t *testing.T) { reviewTimedOutWrite(t, timedOutWrite) })
+		t.Run(name, func(t *testing.T) { heartbeatAfterTimedOutWrite(t, timedOutWrite) })
 	}
 }
 
-func reviewTimedOutWrite(t *testing.T, timedOutWrite bool) {
+func heartbeatAfterTimedOutWrite(t *testing.T, timedOutWrite bool) {
 	synctest.Test(t, func(t *testing.T) {
 		const interval, timeout = 10 * time.Second, 2 * time.Second
 		// Reads nothing for 3 s (so that a big write holds the write lock),
@@ -108,16 +100,12 @@ func reviewTimedOutWrite(t *testing.T, timedOutWrite bool) {
 	})
 }
 
-// DEFECT (conn.go deliver / write / Write): while the pump is parked in
-// deliver (readAhead messages wait for Read), the end of the connection is
-// noticed only by a Write: write() marks the session dead and closes it,
-// but the supervisor stays parked in deliver, which waits only for Read or
-// Close. The dead session is never retired: State() still says connected,
-// and a Write waits for a reconnect that cannot start until the
-// application calls Read. An application that answers each message
-// before reading the next (Read, Write, Read, ...) deadlocks for as long as
-// its Write ctx allows; with context.Background(), forever.
-func TestReviewWriteWaitsForeverWhenPumpParkedOnDeadSession(t *testing.T) {
+// While the pump is parked (messages wait for Read), a Write may be the
+// first to find the connection dropped. The session must end then, not when
+// the application reads again: an application that answers each message
+// before reading the next (Read, Write, Read, ...) would otherwise wait for
+// a reconnect that cannot start.
+func TestWriteFindingDropWhileParkedReconnects(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		drop := func(context.Context, *websocket.Conn) {}
 		// readAhead messages fill the buffer, one more parks the pump; then
@@ -140,8 +128,8 @@ func TestReviewWriteWaitsForeverWhenPumpParkedOnDeadSession(t *testing.T) {
 		start := time.Now()
 		err := c.Write(ctx, websocket.MessageText, []byte("reply 0, again"))
 		if err != nil {
-			t.Errorf("Write after the drop: %v after %v (state %v, %d disconnects, %d connections); "+
-				"the supervisor is parked in deliver waiting for Read", err, time.Since(start), c.State(), len(rec.all()), srv.Accepted.Load())
+			t.Errorf("Write after the drop: %v after %v (state %v, %d disconnects, %d connections)",
+				err, time.Since(start), c.State(), len(rec.all()), srv.Accepted.Load())
 		}
 		// Reading unblocks the pump, which then finds the dead connection.
 		for i := range readAhead + 1 {
@@ -152,13 +140,10 @@ func TestReviewWriteWaitsForeverWhenPumpParkedOnDeadSession(t *testing.T) {
 	})
 }
 
-// DEFECT (conn.go shutdown): "Close reports how many queued messages were
-// never sent" and "when it is full, Write returns an error (never a silent
-// drop)". Called from a callback, shutdown returns nil before it looks at
-// the queue, and every later Close/CloseNow is not "first" and returns nil
-// too: messages that Write accepted (nil) are dropped without anyone being
-// told.
-func TestReviewUnsentCountLostWhenClosedFromCallback(t *testing.T) {
+// Close reports how many queued messages were never sent, also when it is
+// called from a callback (where it does not wait): the count must not be
+// lost, for that call or a later one.
+func TestCloseFromCallbackReportsUnsentMessages(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		srv := wstest.NewServer(wstest.Drop(), wstest.Reject(503, "100"))
 		defer srv.Close()
@@ -188,12 +173,10 @@ func TestReviewUnsentCountLostWhenClosedFromCallback(t *testing.T) {
 	})
 }
 
-// PINNED (documented on CloseNow): coder/websocket offers no way to abort a
-// close handshake in progress, so CloseNow during a Close waits for that
-// handshake, which coder/websocket bounds at 5 s to write the close frame
-// and 5 s for the answer. Against a peer that never answers, both return
-// within that bound and the Conn is closed.
-func TestReviewCloseNowDuringCloseHandshakeWaitsForIt(t *testing.T) {
+// CloseNow cuts short a close handshake that Close started against a peer
+// that never answers (coder/websocket would wait 5 s for the write and 5 s
+// for the answer): both return at once, and the Conn is closed.
+func TestCloseNowCutsCloseHandshakeShort(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		deafPeer := wstest.Step{Serve: func(ctx context.Context, ws *websocket.Conn) { <-ctx.Done() }}
 		srv := wstest.NewServer(deafPeer)
@@ -203,38 +186,36 @@ func TestReviewCloseNowDuringCloseHandshakeWaitsForIt(t *testing.T) {
 		go func() { graceful <- c.Close(websocket.StatusGoingAway, "bye") }()
 		time.Sleep(100 * time.Millisecond) // the handshake is under way
 		start := time.Now()
-		c.CloseNow()
-		if d := time.Since(start); d > 10*time.Second {
-			t.Errorf("CloseNow during a Close handshake took %v, want at most the handshake's 10 s", d)
+		if err := c.CloseNow(); err != nil {
+			t.Errorf("CloseNow: %v", err)
 		}
 		<-graceful
+		if d := time.Since(start); d != 0 {
+			t.Errorf("CloseNow during a Close handshake took %v, want it cut short at once", d)
+		}
 		if c.State() != StateClosed {
 			t.Fatalf("state %v", c.State())
 		}
 	})
 }
 
-// DEFECT (reconnect.go dialOnOwnStack, conn.go shutdown): since the DialFunc
-// runs on a short-lived goroutine of its own, a Close or CloseNow called
-// from inside the DialFunc is not recognised as coming from the supervisor
-// (goid differs): it waits on c.done, while the supervisor waits for the
-// DialFunc to return. Deadlock, for ever. (The DialFunc is the caller's
-// callback like OnConnect; before commit 0525999 it ran on the supervisor
-// and this worked.) The deadlock would hang the test binary, so the
-// scenario runs in a child process, where testing/synctest reports it.
-func TestReviewCloseFromDialFuncDeadlocks(t *testing.T) {
-	if os.Getenv("WSRECONNECT_REVIEW_CHILD") == "1" {
-		reviewCloseFromDialFunc(t)
+// CloseNow called from inside the DialFunc (which runs on a goroutine of
+// its own) returns: Close never waits for the application's code. A
+// deadlock would hang the test binary, so the scenario runs in a child
+// process, where testing/synctest reports it.
+func TestCloseFromDialFuncReturns(t *testing.T) {
+	if os.Getenv("WSRECONNECT_TEST_CHILD") == "1" {
+		closeFromDialFunc(t)
 		return
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestReviewCloseFromDialFuncDeadlocks$", "-test.count=1", "-test.v")
-	cmd.Env = append(os.Environ(), "WSRECONNECT_REVIEW_CHILD=1")
+	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestCloseFromDialFuncReturns$", "-test.count=1", "-test.v")
+	cmd.Env = append(os.Environ(), "WSRECONNECT_TEST_CHILD=1")
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		for _, l := range strings.Split(string(out), "\n") {
-			if strings.Contains(l, "review_test.go:") && strings.Contains(l, ": ") && !strings.Contains(l, "+0x") || strings.HasPrefix(l, "panic:") {
+			if strings.Contains(l, "lifecycle_test.go:") && strings.Contains(l, ": ") && !strings.Contains(l, "+0x") || strings.HasPrefix(l, "panic:") {
 				t.Logf("child: %s", strings.TrimSpace(l))
 			}
 		}
@@ -242,7 +223,7 @@ func TestReviewCloseFromDialFuncDeadlocks(t *testing.T) {
 	}
 }
 
-func reviewCloseFromDialFunc(t *testing.T) {
+func closeFromDialFunc(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		srv := wstest.NewServer(wstest.Drop(), wstest.Echo())
 		defer srv.Close()
@@ -272,19 +253,15 @@ func reviewCloseFromDialFunc(t *testing.T) {
 				t.Fatalf("CloseNow from the DialFunc: %v", err)
 			}
 		case <-time.After(time.Hour):
-			t.Fatal("CloseNow called inside the DialFunc never returned (it waits for the supervisor, which waits for the DialFunc)")
+			t.Fatal("CloseNow called inside the DialFunc never returned")
 		}
 		c.CloseNow()
 	})
 }
 
-// PASSES, pins a subtle behaviour: every user function that runs on the
-// supervisor (here the Policy; also a custom BackOff or an slog handler)
-// may call Close without deadlock, because shutdown recognises the
-// supervisor's goroutine. Keep it so if the dial, the policy or the logging
-// ever move to a goroutine of their own (see
-// TestReviewCloseFromDialFuncDeadlocks for the DialFunc, which did).
-func TestReviewCloseFromPolicyReturns(t *testing.T) {
+// The policy may call Close: it returns, and nothing more happens (no
+// OnDisconnect, no other attempt).
+func TestCloseFromPolicyReturns(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		srv := wstest.NewServer(wstest.Drop(), wstest.Echo())
 		defer srv.Close()
