@@ -117,6 +117,11 @@ type Conn struct {
 	done        chan struct{} // closed when the supervisor has returned
 	first       chan error    // the outcome of the first connection, for Dial
 
+	// ended ends when Close is called: the ctx of waits that only Close
+	// bounds (the dial limiter).
+	ended context.Context
+	end   context.CancelFunc
+
 	inbox inbox
 	cur   atomic.Pointer[session] // the live session, for Write's fast path
 
@@ -168,6 +173,7 @@ func Dial(ctx context.Context, dial DialFunc, opts ...Option) (*Conn, error) {
 		changed:     make(chan struct{}),
 		wake:        make(chan struct{}, 1),
 	}
+	c.ended, c.end = context.WithCancel(c.base)
 	go c.run()
 
 	select {
@@ -293,6 +299,7 @@ func (c *Conn) shutdown(graceful bool, code websocket.StatusCode, reason string)
 	inCallback := c.callbacks > 0
 	c.mu.Unlock()
 	if first {
+		c.end()
 		c.inbox.drop()
 		if cancel != nil {
 			cancel()

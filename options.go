@@ -61,6 +61,8 @@ type config struct {
 	hbTimeout  time.Duration
 	pingFunc   func(context.Context, *websocket.Conn) error
 
+	limiter Limiter
+
 	sendQueue int
 
 	errs []error // problems found while applying options
@@ -278,4 +280,34 @@ func WithLogger(l *slog.Logger) Option {
 // queue: Write waits for a connection); valid range 0 to 1,048,576.
 func WithSendQueue(n int) Option {
 	return optionFunc(func(c *config) { c.sendQueue = n })
+}
+
+// A Limiter bounds how often something may happen; Wait blocks until it
+// may, or returns an error (for example when ctx ends first).
+// golang.org/x/time/rate's *Limiter satisfies it.
+type Limiter interface {
+	Wait(ctx context.Context) error
+}
+
+// WithDialLimiter makes every dial attempt wait on l first. One limiter
+// shared by all the Conns of a process bounds the process's total dial
+// rate, so that thousands of Conns dropped together by a network blip
+// redial at a pace the servers can take (each Conn still spreads its own
+// retries on its schedules):
+//
+//	limit := rate.NewLimiter(100, 10) // golang.org/x/time/rate: 100 dials/s, bursts of 10
+//	c, err := wsreconnect.Dial(ctx, dial, wsreconnect.WithDialLimiter(limit))
+//
+// The wait is part of the attempt: Close ends it (its ctx ends then, and
+// never sooner: the dial timeout starts after it), a Reconnect during it
+// does not start another attempt, and an error from Wait is reported as a
+// failed dial (Code 0, Err wrapping it) and retried on the standard
+// schedule. Default: none. A nil Limiter is an invalid option.
+func WithDialLimiter(l Limiter) Option {
+	return optionFunc(func(c *config) {
+		if l == nil {
+			c.fail("WithDialLimiter: nil Limiter")
+		}
+		c.limiter = l
+	})
 }

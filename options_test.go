@@ -56,6 +56,7 @@ func TestDialRejectsInvalidOptions(t *testing.T) {
 		{"nil policy", []Option{WithPolicy(nil)}, "WithPolicy"},
 		{"nil logger", []Option{WithLogger(nil)}, "WithLogger"},
 		{"nil backoff func", []Option{WithBackOff(nil)}, "WithBackOff"},
+		{"nil dial limiter", []Option{WithDialLimiter(nil)}, "WithDialLimiter"},
 		{"initial delay 0", []Option{WithInitialDelay(0)}, "initial delay"},
 		{"initial delay negative", []Option{WithInitialDelay(-time.Second)}, "initial delay"},
 		{"initial delay below 1 ms", []Option{WithInitialDelay(time.Millisecond - 1)}, "initial delay"},

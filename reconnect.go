@@ -173,6 +173,9 @@ func (c *Conn) attemptContext() (context.Context, context.CancelFunc) {
 // reports it through httptrace: kill needs it to cut a close handshake
 // short.
 func (c *Conn) dialAttempt() (*websocket.Conn, net.Conn, Disconnect) {
+	if err := c.waitLimiter(); err != nil {
+		return nil, nil, Disconnect{Err: err}
+	}
 	ctx, cancel := c.attemptContext()
 	defer cancel()
 	var (
@@ -201,6 +204,21 @@ func (c *Conn) dialAttempt() (*websocket.Conn, net.Conn, Disconnect) {
 	}
 	err = describeDialError(redact(err), ctx, c.isClosing(), c.cfg.dialTimeout.String())
 	return nil, nil, dialEnd(err, resp, time.Now(), c.cfg.maxRetryAfter)
+}
+
+// waitLimiter waits on the dial limiter, if there is one, until Close.
+func (c *Conn) waitLimiter() error {
+	if c.cfg.limiter == nil {
+		return nil
+	}
+	var err error
+	if !c.callback(func() { err = c.cfg.limiter.Wait(c.ended) }) {
+		return ErrClosed
+	}
+	if err != nil {
+		return fmt.Errorf("wsreconnect: dial limiter: %w", err)
+	}
+	return nil
 }
 
 // dialOnOwnStack calls the DialFunc on a short-lived goroutine and waits
