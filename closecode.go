@@ -167,8 +167,10 @@ func describeDialError(err error, attempt context.Context, closing bool, dialTim
 	switch {
 	case closing:
 		return err
-	case errors.As(err, &rhErr), strings.Contains(err.Error(), "server gave HTTP response to HTTPS client"):
+	case errors.As(err, &rhErr), errors.Is(err, http.ErrSchemeMismatch):
 		return &configError{msg: "wsreconnect: the server does not speak TLS (a wss:// URL for a ws:// server?): " + err.Error(), err: err}
+	case isHandshakeViolation(err):
+		return &configError{msg: "wsreconnect: the server's answer to the handshake is not a valid WebSocket upgrade (a proxy in the way?): " + err.Error(), err: err}
 	case !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded):
 		return err
 	case errors.Is(attempt.Err(), context.DeadlineExceeded):
@@ -184,6 +186,24 @@ func describeDialError(err error, attempt context.Context, closing bool, dialTim
 	return err
 }
 
+// handshakeViolations are how coder/websocket (v1.8.15, dial.go) words a
+// 101 answer that breaks the protocol (its own typo included).
+var handshakeViolations = []string{
+	"WebSocket protocol violation:",
+	"WebSocket protcol violation:",
+	"unsupported permessage-deflate parameter",
+}
+
+func isHandshakeViolation(err error) bool {
+	msg := err.Error()
+	for _, v := range handshakeViolations {
+		if strings.Contains(msg, v) {
+			return true
+		}
+	}
+	return false
+}
+
 // connEnd describes the end of an established connection from the error
 // that ended it.
 func connEnd(err error) Disconnect {
@@ -193,15 +213,35 @@ func connEnd(err error) Disconnect {
 	case errors.As(err, &ce):
 		d.Code, d.Reason = ce.Code, ce.Reason
 	case errors.Is(err, websocket.ErrMessageTooBig):
-		// coder/websocket has already sent 1009 to the peer; make the code
-		// visible to websocket.CloseStatus, as for a code received.
-		d.Code, d.Reason = websocket.StatusMessageTooBig, "message too big"
-		d.Err = fmt.Errorf("%w (%w)", err, websocket.CloseError{Code: d.Code, Reason: d.Reason})
+		// coder/websocket has already sent 1009 to the peer, with the
+		// reason it gives last; make the code visible to
+		// websocket.CloseStatus, as for a code received.
+		d.Code, d.Reason = websocket.StatusMessageTooBig, sentReason(err, websocket.ErrMessageTooBig.Error()+": ")
+		d.Err = fmt.Errorf("%w (sent %w)", err, websocket.CloseError{Code: d.Code, Reason: d.Reason})
 	case isProtocolViolation(err):
-		d.Code, d.Reason = websocket.StatusProtocolError, "protocol error"
-		d.Err = fmt.Errorf("wsreconnect: the peer broke the protocol: %w (%w)", err, websocket.CloseError{Code: d.Code, Reason: d.Reason})
+		d.Code, d.Reason = websocket.StatusProtocolError, sentReason(err, "")
+		d.Err = fmt.Errorf("wsreconnect: the peer broke the protocol: %w (sent %w)", err, websocket.CloseError{Code: d.Code, Reason: d.Reason})
 	}
 	return d
+}
+
+// sentReason recovers the reason coder/websocket put in the close frame it
+// sent: the innermost error's text, which ends err's message (after
+// prefix, for an oversize message; else from the recognised phrase on).
+func sentReason(err error, prefix string) string {
+	msg := err.Error()
+	if prefix != "" {
+		if i := strings.LastIndex(msg, prefix); i >= 0 {
+			return msg[i+len(prefix):]
+		}
+		return strings.TrimSuffix(prefix, ": ")
+	}
+	for _, v := range protocolViolations {
+		if i := strings.Index(msg, v); i >= 0 {
+			return msg[i:]
+		}
+	}
+	return "protocol error"
 }
 
 // protocolViolations are how coder/websocket (v1.8.15, read.go) words the
