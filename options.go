@@ -120,7 +120,14 @@ func (c *config) validate() error {
 // policy decides, with Disconnect.Err wrapping the error. Return an error
 // that wraps a websocket.CloseError to have it classified by that code (a
 // websocket.CloseError{Code: websocket.StatusPolicyViolation} stops under
-// DefaultPolicy). Default: none.
+// DefaultPolicy). It may call Reconnect (that connection is then dropped
+// and another dialled at once) or Close. Default: none.
+//
+// After it returns, the Conn owns ws: it reads it, and closes it. Keeping
+// ws is safe for calls that neither read nor close it: Subprotocol (or use
+// Conn.Subprotocol), SetReadLimit, Ping, and Write (which then bypasses the
+// send queue). Never call Read, Reader, CloseRead, Close or CloseNow on it:
+// use the Conn's Read, Reconnect and Close.
 func WithOnConnect(fn func(ctx context.Context, ws *websocket.Conn) error) Option {
 	return optionFunc(func(c *config) {
 		if fn == nil {

@@ -33,7 +33,9 @@ type Step struct {
 	Hang   bool
 	// NoPong makes the server read pings but never answer them.
 	NoPong bool
-	Serve  func(ctx context.Context, ws *websocket.Conn)
+	// Subprotocols are offered to the client, in order of preference.
+	Subprotocols []string
+	Serve        func(ctx context.Context, ws *websocket.Conn)
 }
 
 // Server is a scriptable WebSocket server. The zero value is not usable:
@@ -123,6 +125,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{
+		Subprotocols: st.Subprotocols,
 		OnPingReceived: func(context.Context, []byte) bool {
 			s.Pings.Add(1)
 			s.mu.Lock()
@@ -174,10 +177,14 @@ type DialFunc = func(ctx context.Context) (*websocket.Conn, *http.Response, erro
 
 // PipeDial returns a dial function that reaches s over net.Pipe: no sockets,
 // usable inside a testing/synctest bubble.
-func (s *Server) PipeDial() DialFunc {
-	client := &http.Client{Transport: pipeTransport{s}}
+func (s *Server) PipeDial() DialFunc { return s.PipeDialOptions(websocket.DialOptions{}) }
+
+// PipeDialOptions is PipeDial with the given options (its HTTPClient is
+// replaced by the pipe's).
+func (s *Server) PipeDialOptions(opts websocket.DialOptions) DialFunc {
+	opts.HTTPClient = &http.Client{Transport: pipeTransport{s}}
 	return func(ctx context.Context) (*websocket.Conn, *http.Response, error) {
-		return websocket.Dial(ctx, "ws://pipe.test/", &websocket.DialOptions{HTTPClient: client})
+		return websocket.Dial(ctx, "ws://pipe.test/", &opts)
 	}
 }
 
