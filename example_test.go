@@ -265,3 +265,417 @@ func ExampleWithOnDisconnect() {
 	// attempt 4: code 1008, HTTP 0, Retry-After 0s: stop
 	// Read: close status 1008
 }
+
+// Reconnect drops the connection and dials again at once: here when the
+// server asks for it with a message, as Discord's gateway does with op 7.
+// The dropped connection's end is reported with ErrReconnectRequested and
+// no delay.
+func ExampleConn_Reconnect() {
+	url, httpClient, stop := testServer(func(n int, w http.ResponseWriter, r *http.Request) {
+		ws, err := websocket.Accept(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer ws.CloseNow()
+		ctx := ws.CloseRead(r.Context()) // answers the client's close frame
+		if n == 1 {
+			ws.Write(ctx, websocket.MessageText, []byte(`{"op":"reconnect"}`))
+		} else {
+			ws.Write(ctx, websocket.MessageText, []byte(`{"op":"hello"}`))
+		}
+		<-ctx.Done()
+	})
+	defer stop()
+
+	ctx := context.Background()
+	c, err := wsreconnect.Dial(ctx,
+		func(ctx context.Context) (*websocket.Conn, *http.Response, error) {
+			return websocket.Dial(ctx, url, &websocket.DialOptions{HTTPClient: httpClient})
+		},
+		wsreconnect.WithOnDisconnect(func(d wsreconnect.Disconnect) {
+			fmt.Printf("disconnect: code %d, requested %v, reconnect in %v\n",
+				d.Code, errors.Is(d.Err, wsreconnect.ErrReconnectRequested), d.Delay)
+		}),
+	)
+	if err != nil {
+		fmt.Println("dial:", err)
+		return
+	}
+	defer c.CloseNow()
+
+	for range 2 {
+		_, p, err := c.Read(ctx)
+		if err != nil {
+			fmt.Println("read:", err)
+			return
+		}
+		fmt.Println("server:", string(p))
+		if string(p) == `{"op":"reconnect"}` {
+			c.Reconnect() // returns at once
+		}
+	}
+	// Output:
+	// server: {"op":"reconnect"}
+	// disconnect: code 1000, requested true, reconnect in 0s
+	// server: {"op":"hello"}
+}
+
+// Subprotocol is what the live connection negotiated ("" while the Conn
+// reconnects): the subprotocols are offered as usual, in the DialFunc.
+func ExampleConn_Subprotocol() {
+	url, httpClient, stop := testServer(func(_ int, w http.ResponseWriter, r *http.Request) {
+		ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{Subprotocols: []string{"feed.v2"}})
+		if err != nil {
+			return
+		}
+		defer ws.CloseNow()
+		<-ws.CloseRead(r.Context()).Done()
+	})
+	defer stop()
+
+	c, err := wsreconnect.Dial(context.Background(), func(ctx context.Context) (*websocket.Conn, *http.Response, error) {
+		return websocket.Dial(ctx, url, &websocket.DialOptions{
+			HTTPClient:   httpClient,
+			Subprotocols: []string{"feed.v2", "feed.v1"},
+		})
+	})
+	if err != nil {
+		fmt.Println("dial:", err)
+		return
+	}
+	defer c.CloseNow()
+	fmt.Printf("subprotocol %q\n", c.Subprotocol())
+	// Output:
+	// subprotocol "feed.v2"
+}
+
+// Done is closed once the Conn has ended, for any reason; Err says why,
+// as Read would. A goroutine that only writes can wait on it.
+func ExampleConn_Done() {
+	url, httpClient, stop := testServer(func(_ int, w http.ResponseWriter, r *http.Request) {
+		ws, err := websocket.Accept(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer ws.CloseNow()
+		ws.Close(websocket.StatusPolicyViolation, "subscription limit")
+	})
+	defer stop()
+
+	c, err := wsreconnect.Dial(context.Background(), func(ctx context.Context) (*websocket.Conn, *http.Response, error) {
+		return websocket.Dial(ctx, url, &websocket.DialOptions{HTTPClient: httpClient})
+	})
+	if err != nil {
+		fmt.Println("dial:", err)
+		return
+	}
+	defer c.CloseNow()
+
+	<-c.Done()
+	var stopErr *wsreconnect.StopError
+	if errors.As(c.Err(), &stopErr) {
+		d := stopErr.Disconnect
+		fmt.Printf("ended: code %d %q, %v\n", d.Code, d.Reason, d.Decision)
+	}
+	// Output:
+	// ended: code 1008 "subscription limit", stop
+}
+
+// A DialFunc is a closure, called for every attempt: it can fetch a fresh
+// token each time, here for an Authorization header. The server drops the
+// first connection; the second attempt carries a new token.
+func ExampleDialFunc() {
+	var tokens []string
+	var mu sync.Mutex
+	url, httpClient, stop := testServer(func(n int, w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		tokens = append(tokens, r.Header.Get("Authorization"))
+		mu.Unlock()
+		ws, err := websocket.Accept(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer ws.CloseNow()
+		if n == 1 {
+			return // drop the connection
+		}
+		ws.Write(r.Context(), websocket.MessageText, []byte("welcome back"))
+		<-ws.CloseRead(r.Context()).Done()
+	})
+	defer stop()
+
+	var issued atomic.Int64
+	freshToken := func(context.Context) (string, error) { // your token service
+		return fmt.Sprintf("token-%d", issued.Add(1)), nil
+	}
+	c, err := wsreconnect.Dial(context.Background(),
+		func(ctx context.Context) (*websocket.Conn, *http.Response, error) {
+			token, err := freshToken(ctx)
+			if err != nil {
+				return nil, nil, err // a failed attempt, retried
+			}
+			return websocket.Dial(ctx, url, &websocket.DialOptions{
+				HTTPClient: httpClient,
+				HTTPHeader: http.Header{"Authorization": {"Bearer " + token}},
+			})
+		},
+		wsreconnect.WithInitialDelay(10*time.Millisecond),
+	)
+	if err != nil {
+		fmt.Println("dial:", err)
+		return
+	}
+	defer c.CloseNow()
+
+	_, p, err := c.Read(context.Background())
+	fmt.Println(string(p), err)
+	mu.Lock()
+	fmt.Println(tokens)
+	mu.Unlock()
+	// Output:
+	// welcome back <nil>
+	// [Bearer token-1 Bearer token-2]
+}
+
+// coder/websocket reads messages of at most 32 KiB by default: a bigger
+// one ends the connection with 1009, which stops the Conn. Raise the limit
+// on every connection, in the DialFunc (or in OnConnect).
+func ExampleDialFunc_readLimit() {
+	url, httpClient, stop := testServer(func(_ int, w http.ResponseWriter, r *http.Request) {
+		ws, err := websocket.Accept(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer ws.CloseNow()
+		ws.Write(r.Context(), websocket.MessageBinary, make([]byte, 100<<10)) // a 100 KiB snapshot
+		<-ws.CloseRead(r.Context()).Done()
+	})
+	defer stop()
+
+	c, err := wsreconnect.Dial(context.Background(), func(ctx context.Context) (*websocket.Conn, *http.Response, error) {
+		ws, resp, err := websocket.Dial(ctx, url, &websocket.DialOptions{HTTPClient: httpClient})
+		if err == nil {
+			ws.SetReadLimit(1 << 20) // 1 MiB
+		}
+		return ws, resp, err
+	})
+	if err != nil {
+		fmt.Println("dial:", err)
+		return
+	}
+	defer c.CloseNow()
+
+	_, p, err := c.Read(context.Background())
+	fmt.Println(len(p), err)
+	// Output:
+	// 102400 <nil>
+}
+
+// With a send queue, Write returns at once while the Conn reconnects; the
+// queued messages go out in order on the next connection, after OnConnect.
+func ExampleWithSendQueue() {
+	got := make(chan string, 10)
+	url, httpClient, stop := testServer(func(n int, w http.ResponseWriter, r *http.Request) {
+		if n == 2 {
+			http.Error(w, "restarting", http.StatusServiceUnavailable)
+			return
+		}
+		ws, err := websocket.Accept(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer ws.CloseNow()
+		if n == 1 {
+			ws.Close(websocket.StatusServiceRestart, "restarting")
+			return
+		}
+		for {
+			_, p, err := ws.Read(r.Context())
+			if err != nil {
+				return
+			}
+			got <- string(p)
+		}
+	})
+	defer stop()
+
+	disconnected := make(chan struct{}, 2)
+	c, err := wsreconnect.Dial(context.Background(),
+		func(ctx context.Context) (*websocket.Conn, *http.Response, error) {
+			return websocket.Dial(ctx, url, &websocket.DialOptions{HTTPClient: httpClient})
+		},
+		wsreconnect.WithSendQueue(100),
+		wsreconnect.WithOnDisconnect(func(wsreconnect.Disconnect) { disconnected <- struct{}{} }),
+		wsreconnect.WithInitialDelay(10*time.Millisecond),
+	)
+	if err != nil {
+		fmt.Println("dial:", err)
+		return
+	}
+	defer c.CloseNow()
+
+	<-disconnected // the 1012: the Conn is reconnecting
+	for i := 1; i <= 3; i++ {
+		err := c.Write(context.Background(), websocket.MessageText, []byte(fmt.Sprint("order ", i)))
+		fmt.Println("queued:", err)
+	}
+	for range 3 {
+		fmt.Println("server got:", <-got)
+	}
+	// Output:
+	// queued: <nil>
+	// queued: <nil>
+	// queued: <nil>
+	// server got: order 1
+	// server got: order 2
+	// server got: order 3
+}
+
+// A failure no retry can cure is returned by Dial at once as a
+// *StopError, which holds the Disconnect: here a 401.
+func ExampleStopError() {
+	url, httpClient, stop := testServer(func(_ int, w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+		http.Error(w, "token expired", http.StatusUnauthorized)
+	})
+	defer stop()
+
+	_, err := wsreconnect.Dial(context.Background(), func(ctx context.Context) (*websocket.Conn, *http.Response, error) {
+		return websocket.Dial(ctx, url, &websocket.DialOptions{HTTPClient: httpClient})
+	})
+	var stopErr *wsreconnect.StopError
+	if errors.As(err, &stopErr) {
+		d := stopErr.Disconnect
+		fmt.Printf("gave up: HTTP %d, %v after %d attempt(s)\n", d.HTTPStatus, d.Decision, d.Attempt)
+	}
+	// Output:
+	// gave up: HTTP 401, stop after 1 attempt(s)
+}
+
+// The heartbeat finds a peer that has stopped answering (a vanished NAT
+// mapping, a hung server): after interval without anything arriving it
+// pings, and after timeout more without an answer it drops the connection
+// (1006, ErrHeartbeatTimeout) and reconnects. The server here stops
+// answering on its first connection.
+func ExampleWithHeartbeat() {
+	hung := make(chan struct{})
+	url, httpClient, stop := testServer(func(n int, w http.ResponseWriter, r *http.Request) {
+		ws, err := websocket.Accept(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer ws.CloseNow()
+		if n == 1 {
+			<-hung // never reads: pings go unanswered
+			return
+		}
+		ws.Write(r.Context(), websocket.MessageText, []byte("alive"))
+		<-ws.CloseRead(r.Context()).Done()
+	})
+	defer stop()
+	defer close(hung)
+
+	c, err := wsreconnect.Dial(context.Background(),
+		func(ctx context.Context) (*websocket.Conn, *http.Response, error) {
+			return websocket.Dial(ctx, url, &websocket.DialOptions{HTTPClient: httpClient})
+		},
+		wsreconnect.WithHeartbeat(50*time.Millisecond, 50*time.Millisecond),
+		wsreconnect.WithInitialDelay(10*time.Millisecond),
+		wsreconnect.WithOnDisconnect(func(d wsreconnect.Disconnect) {
+			fmt.Printf("code %d, heartbeat timeout: %v, %v\n", d.Code, errors.Is(d.Err, wsreconnect.ErrHeartbeatTimeout), d.Decision)
+		}),
+	)
+	if err != nil {
+		fmt.Println("dial:", err)
+		return
+	}
+	defer c.CloseNow()
+
+	_, p, err := c.Read(context.Background())
+	fmt.Println(string(p), err)
+	// Output:
+	// code 1006, heartbeat timeout: true, retry
+	// alive <nil>
+}
+
+// Stats is a snapshot of the counters, safe to poll and ready for JSON
+// (expvar.Publish("feed", expvar.Func(func() any { return c.Stats() }))).
+func ExampleConn_Stats() {
+	url, httpClient, stop := testServer(func(n int, w http.ResponseWriter, r *http.Request) {
+		ws, err := websocket.Accept(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer ws.CloseNow()
+		if n == 1 {
+			return // drop
+		}
+		ws.Write(r.Context(), websocket.MessageText, []byte("hi"))
+		<-ws.CloseRead(r.Context()).Done()
+	})
+	defer stop()
+
+	c, err := wsreconnect.Dial(context.Background(), func(ctx context.Context) (*websocket.Conn, *http.Response, error) {
+		return websocket.Dial(ctx, url, &websocket.DialOptions{HTTPClient: httpClient})
+	}, wsreconnect.WithInitialDelay(10*time.Millisecond))
+	if err != nil {
+		fmt.Println("dial:", err)
+		return
+	}
+	defer c.CloseNow()
+	c.Read(context.Background()) // "hi", on the second connection
+
+	st := c.Stats()
+	fmt.Println(st.State, st.Connects, st.Disconnects[wsreconnect.Retry], int(st.LastDisconnect.Code))
+	// Output:
+	// connected 2 1 1006
+}
+
+// everySecond is a dial limiter for the example: one dial per tick. In a
+// real program, use golang.org/x/time/rate: rate.NewLimiter(100, 10) is a
+// wsreconnect.Limiter too.
+type everyTick struct{ ticks <-chan time.Time }
+
+func (l everyTick) Wait(ctx context.Context) error {
+	select {
+	case <-l.ticks:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// One limiter shared by every Conn of a process bounds the process's dial
+// rate, however many Conns redial at once.
+func ExampleWithDialLimiter() {
+	url, httpClient, stop := testServer(func(_ int, w http.ResponseWriter, r *http.Request) {
+		ws, err := websocket.Accept(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer ws.CloseNow()
+		<-ws.CloseRead(r.Context()).Done()
+	})
+	defer stop()
+
+	ticker := time.NewTicker(20 * time.Millisecond)
+	defer ticker.Stop()
+	limiter := everyTick{ticker.C} // shared
+
+	start := time.Now()
+	var conns []*wsreconnect.Conn
+	for range 5 {
+		c, err := wsreconnect.Dial(context.Background(), func(ctx context.Context) (*websocket.Conn, *http.Response, error) {
+			return websocket.Dial(ctx, url, &websocket.DialOptions{HTTPClient: httpClient})
+		}, wsreconnect.WithDialLimiter(limiter))
+		if err != nil {
+			fmt.Println("dial:", err)
+			return
+		}
+		defer c.CloseNow()
+		conns = append(conns, c)
+	}
+	fmt.Printf("%d connections, at least 100 ms for the 5 dials: %v\n", len(conns), time.Since(start) >= 100*time.Millisecond)
+	// Output:
+	// 5 connections, at least 100 ms for the 5 dials: true
+}
