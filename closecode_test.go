@@ -1,3 +1,5 @@
+//go:build !js
+
 package wsreconnect
 
 // The default policy as a table: every way a connection or a dial attempt

@@ -307,7 +307,7 @@ func (c *Conn) shutdown(graceful bool, code websocket.StatusCode, reason string)
 	}
 	if s != nil {
 		if first && graceful && ph == phaseLive && !s.ended.Load() {
-			s.closeHandshake(code, reason, 0)
+			s.closeHandshake(code, reason, closeGrace)
 		} else if !graceful {
 			s.kill()
 		}

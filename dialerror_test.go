@@ -1,3 +1,5 @@
+//go:build !js
+
 package wsreconnect
 
 // Regression tests for three ways the Conn used to misread an end and retry

@@ -1,3 +1,5 @@
+//go:build !js
+
 package wsreconnect
 
 // The heartbeat on a fake clock (testing/synctest over net.Pipe): exact

@@ -1,3 +1,5 @@
+//go:build !js
+
 package wsreconnect
 
 // Lifecycle: reading and writing around Close, callbacks that call Close,

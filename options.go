@@ -256,10 +256,44 @@ func WithBackOff(newBackOff func() backoff.BackOff) Option {
 // An interval of 0 disables the heartbeat (and the fragments). Otherwise
 // interval and timeout must be between 10 ms and 24 h. Default 20 s and
 // 10 s: below the common 30 to 60 s idle limits of NATs and load balancers.
+//
+// In the browser (GOOS=js), a page cannot send protocol pings
+// (coder/websocket's Ping does nothing there), so the heartbeat is off
+// unless WithPingFunc gives it an application-level ping.
 func WithHeartbeat(interval, timeout time.Duration) Option {
 	return optionFunc(func(c *config) {
 		c.hbInterval = interval
 		c.hbTimeout = timeout
+	})
+}
+
+// WithPingFunc makes the heartbeat call fn instead of sending a protocol
+// ping: for servers that expect an application-level ping message (Phoenix,
+// Discord-style gateways, many exchanges, Cloudflare Durable Objects'
+// auto-response), and in the browser, where a page cannot send protocol
+// pings. fn usually writes one message:
+//
+//	wsreconnect.WithPingFunc(func(ctx context.Context, ws *websocket.Conn) error {
+//		return ws.Write(ctx, websocket.MessageText, []byte(`{"op":"ping"}`))
+//	})
+//
+// The heartbeat's timeout runs from the moment fn is called, and fn's ctx
+// ends with it. Once fn has returned nil, anything that arrives before the
+// timeout is the answer; silence, or an error from fn, is a dead peer as
+// with a protocol ping (Code 1006, ErrHeartbeatTimeout). The library does
+// not know the protocol: the server's answers (a {"op":"pong"}, say) are
+// delivered to Read like any other message. Everything else the heartbeat
+// does holds (see WithHeartbeat); while the Conn writes a long message, it
+// still places protocol pings among its fragments, since no message can
+// pass between them, except in the browser. fn runs on a goroutine of the
+// heartbeat, at most once per interval. A nil fn is an invalid option.
+// Default: none (protocol pings).
+func WithPingFunc(fn func(ctx context.Context, ws *websocket.Conn) error) Option {
+	return optionFunc(func(c *config) {
+		if fn == nil {
+			c.fail("WithPingFunc: nil function")
+		}
+		c.pingFunc = fn
 	})
 }
 

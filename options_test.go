@@ -1,3 +1,5 @@
+//go:build !js
+
 package wsreconnect
 
 import (
@@ -57,6 +59,7 @@ func TestDialRejectsInvalidOptions(t *testing.T) {
 		{"nil logger", []Option{WithLogger(nil)}, "WithLogger"},
 		{"nil backoff func", []Option{WithBackOff(nil)}, "WithBackOff"},
 		{"nil dial limiter", []Option{WithDialLimiter(nil)}, "WithDialLimiter"},
+		{"nil ping func", []Option{WithPingFunc(nil)}, "WithPingFunc"},
 		{"initial delay 0", []Option{WithInitialDelay(0)}, "initial delay"},
 		{"initial delay negative", []Option{WithInitialDelay(-time.Second)}, "initial delay"},
 		{"initial delay below 1 ms", []Option{WithInitialDelay(time.Millisecond - 1)}, "initial delay"},

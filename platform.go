@@ -12,10 +12,26 @@ import (
 // does nothing: see platform_js.go.)
 const protocolPings = true
 
+// closeGrace bounds how long Close waits for the server to answer its close
+// frame; 0 leaves it to coder/websocket (5 s to write, 5 s for the answer).
+const closeGrace = 0
+
+// platform is a session's platform-specific state: none here.
+type platform struct{}
+
+func (s *session) initPlatform() {}
+
 // readContext is the context the pump reads with: one that never ends, as
 // coder/websocket closes a connection whose read context ends (and arms a
 // timer per read for one that can).
-func readContext(*session) context.Context { return context.Background() }
+func (s *session) readContext() context.Context { return context.Background() }
+
+// stopReading makes the pump's read return; the connection is closed.
+func (s *session) stopReading() {}
+
+// peerClose returns the error that ended reading: coder/websocket reports
+// the peer's close frame itself.
+func (s *session) peerClose(err error) error { return err }
 
 // closeNow closes ws without a handshake.
 func closeNow(ws *websocket.Conn) { _ = ws.CloseNow() }

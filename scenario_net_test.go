@@ -1,3 +1,5 @@
+//go:build !js
+
 package wsreconnect
 
 // Scenarios against a real loopback server: the client dials a scripted

@@ -1,3 +1,5 @@
+//go:build !js
+
 package wsreconnect
 
 // Scenarios on a fake clock: the client and a scripted server talk over

@@ -1,3 +1,5 @@
+//go:build !js
+
 package wsreconnect
 
 // The schedules: NewBackOff's doubling windows, NewOverloadBackOff's

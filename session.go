@@ -55,7 +55,8 @@ type session struct {
 	killTimer *time.Timer
 	tasks     sync.WaitGroup // the close handshake and a pending kill
 
-	scratch []byte // the pump's read buffer
+	scratch []byte   // the pump's read buffer
+	plat    platform // what the platform needs (platform*.go)
 }
 
 const (
@@ -76,6 +77,7 @@ const (
 
 func newSession(c *Conn, ws *websocket.Conn, netConn net.Conn) *session {
 	s := &session{c: c, ws: ws, netConn: netConn, born: time.Now(), subprotocol: ws.Subprotocol(), endedCh: make(chan struct{})}
+	s.initPlatform()
 	s.hb.init(s, &c.cfg)
 	return s
 }
@@ -130,16 +132,18 @@ func (s *session) endErr() error {
 // serve is the pump: it reads whole messages into the Conn's inbox until
 // the connection ends. It runs on the supervisor, so a live connection
 // costs no goroutine beyond the reader it needs anyway. It reads with a
-// context that never ends (see readContext): coder/websocket closes a
-// connection whose read context ends. While readAhead messages wait for
+// context that never ends (see readContext; in the browser, one that the
+// Conn ends to stop it): coder/websocket closes a connection whose read
+// context ends. While readAhead messages wait for
 // Read it stops reading (parks); once the session is ending it drains what
 // had arrived, past that bound, so that nothing received is lost.
 func (s *session) serve() {
-	ctx := readContext(s)
+	ctx := s.readContext()
 	for {
 		s.c.inbox.waitRoom(s.endedCh, s.setParked)
 		typ, data, err := s.readMessage(ctx)
 		if err != nil {
+			err = s.peerClose(err)
 			s.mu.Lock()
 			s.readErr = err
 			s.mu.Unlock()
@@ -352,6 +356,7 @@ func (s *session) kill() {
 	} else if s.netConn != nil {
 		_ = s.netConn.Close()
 	}
+	s.stopReading()
 }
 
 // killAfter kills the session after d unless it is retired first.

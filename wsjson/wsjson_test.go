@@ -1,3 +1,5 @@
+//go:build !js
+
 package wsjson_test
 
 import (

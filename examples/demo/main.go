@@ -1,3 +1,5 @@
+//go:build !js
+
 // Command demo runs a misbehaving WebSocket server and a wsreconnect client
 // that rides through it.
 //

@@ -1,3 +1,5 @@
+//go:build !js
+
 // Command expvar publishes a wsreconnect.Conn's Stats with the standard
 // library's expvar package, next to the process's own variables on
 // /debug/vars.

@@ -1,3 +1,5 @@
+//go:build !js
+
 // Command ticker is a market-data subscriber built on wsreconnect: on every
 // connection it authenticates with a token and subscribes to its symbols,
 // then prints the ticks it receives, riding through server restarts and

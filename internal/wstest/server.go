@@ -1,3 +1,5 @@
+//go:build !js
+
 // Package wstest holds a scriptable WebSocket server for the tests: each
 // connection attempt takes the next Step from a script, so a test can say
 // "refuse with 503, then accept and drop, then echo" and watch the client
