@@ -12,7 +12,6 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/coder/websocket"
 )
@@ -31,9 +30,17 @@ const (
 	RetryOverload
 )
 
-// MarshalText makes a Decision read as its name in JSON and expvar (also as
-// a map key, as in Stats.Disconnects).
-func (d Decision) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+// MarshalText makes a Decision read as its snake_case name in JSON and
+// expvar, also as a map key (as in Stats.Disconnects): stop, retry,
+// retry_overload.
+func (d Decision) MarshalText() ([]byte, error) { return []byte(d.key()), nil }
+
+func (d Decision) key() string {
+	if d == RetryOverload {
+		return "retry_overload"
+	}
+	return d.String()
+}
 
 func (d Decision) String() string {
 	switch d {
@@ -271,14 +278,4 @@ func isProtocolViolation(err error) bool {
 		}
 	}
 	return false
-}
-
-// dialEnd describes a failed dial attempt. resp may be nil.
-func dialEnd(err error, resp *http.Response, now time.Time, maxRetryAfter time.Duration) Disconnect {
-	d := Disconnect{Err: err}
-	if resp != nil && resp.StatusCode != http.StatusSwitchingProtocols {
-		d.HTTPStatus = resp.StatusCode
-		d.RetryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), now, maxRetryAfter)
-	}
-	return d
 }

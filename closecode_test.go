@@ -389,7 +389,7 @@ func TestDisconnectString(t *testing.T) {
 			[]string{"1006", "EOF", "attempt 5", "retry in 1.5s"}},
 		{Disconnect{Err: syscall.ECONNREFUSED, Attempt: 1, Decision: Retry, Reconnect: true, Delay: time.Second},
 			[]string{"dial failed", "connection refused", "retry in 1s"}},
-		{Disconnect{}, []string{"dial failed", "stop"}},
+		{Disconnect{}, []string{"no disconnect yet"}},
 	}
 	for _, tt := range tests {
 		s := tt.d.String()

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"sync"
 	"sync/atomic"
+	"time"
 	"unicode/utf8"
 
 	"github.com/coder/websocket"
@@ -149,7 +150,7 @@ type Conn struct {
 // websocket.Dial; later reconnects run until Close.
 func Dial(ctx context.Context, dial DialFunc, opts ...Option) (*Conn, error) {
 	if dial == nil {
-		return nil, errors.New("wsreconnect: nil DialFunc")
+		return nil, fmt.Errorf("%w: nil DialFunc", ErrInvalidOption)
 	}
 	cfg := defaultConfig()
 	for _, o := range opts {
@@ -174,6 +175,7 @@ func Dial(ctx context.Context, dial DialFunc, opts ...Option) (*Conn, error) {
 		wake:        make(chan struct{}, 1),
 	}
 	c.ended, c.end = context.WithCancel(c.base)
+	c.counts.downSince = time.Now()
 	go c.run()
 
 	select {

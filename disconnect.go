@@ -2,6 +2,7 @@ package wsreconnect
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -44,6 +45,9 @@ type Disconnect struct {
 }
 
 func (d Disconnect) String() string {
+	if d == (Disconnect{}) {
+		return "no disconnect yet"
+	}
 	s := d.what() + ": "
 	if d.Reconnect {
 		return s + fmt.Sprintf("%v in %v", d.Decision, d.Delay)
@@ -51,37 +55,57 @@ func (d Disconnect) String() string {
 	return s + "stop"
 }
 
-// MarshalJSON renders Err as its message (an error value has no JSON form
-// of its own), so that a Disconnect or Stats can be published as is, for
-// example with expvar.
+// MarshalJSON renders a Disconnect for expvar and metrics systems: field
+// names in snake_case, durations as seconds (the unit in the name), the
+// decision as its snake_case name, and Err as its message (see Stats).
 func (d Disconnect) MarshalJSON() ([]byte, error) {
-	type plain Disconnect // without the MarshalJSON method
 	var errText string
 	if d.Err != nil {
 		errText = d.Err.Error()
 	}
 	return json.Marshal(struct {
-		plain
-		Err string `json:",omitempty"`
-	}{plain(d), errText})
+		Code              int     `json:"code"`
+		Reason            string  `json:"reason"`
+		HTTPStatus        int     `json:"http_status"`
+		RetryAfterSeconds float64 `json:"retry_after_seconds"`
+		Error             string  `json:"error"`
+		UptimeSeconds     float64 `json:"uptime_seconds"`
+		Attempt           int     `json:"attempt"`
+		Decision          string  `json:"decision"`
+		Reconnect         bool    `json:"reconnect"`
+		DelaySeconds      float64 `json:"delay_seconds"`
+	}{int(d.Code), d.Reason, d.HTTPStatus, d.RetryAfter.Seconds(), errText, d.Uptime.Seconds(),
+		d.Attempt, d.Decision.key(), d.Reconnect, d.Delay.Seconds()})
 }
 
 // what says what ended the connection or attempt, and which attempt it was.
+// It does not repeat what Err says of a close frame the peer sent, or of a
+// refused handshake.
 func (d Disconnect) what() string {
 	var b strings.Builder
+	var ce websocket.CloseError
+	var he *HandshakeError
 	switch {
+	case errors.As(d.Err, &he):
+		b.WriteString(he.Error())
 	case d.HTTPStatus != 0:
 		fmt.Fprintf(&b, "handshake status %d", d.HTTPStatus)
+		if d.Err != nil {
+			fmt.Fprintf(&b, ": %v", d.Err)
+		}
 	case d.Code != 0:
 		fmt.Fprintf(&b, "code %d", int(d.Code))
 		if d.Reason != "" {
 			fmt.Fprintf(&b, " %q", d.Reason)
 		}
+		if d.Err != nil && !(errors.As(d.Err, &ce) && ce.Code == d.Code && strings.Contains(d.Err.Error(), "received close frame")) {
+			fmt.Fprintf(&b, ": %v", d.Err)
+		}
 	default:
 		b.WriteString("dial failed")
-	}
-	if d.Err != nil {
-		fmt.Fprintf(&b, ": %v", d.Err)
+		if d.Err != nil {
+			fmt.Fprintf(&b, ": %v", d.Err)
+		}
 	}
 	fmt.Fprintf(&b, " (attempt %d)", d.Attempt)
 	return b.String()

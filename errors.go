@@ -39,9 +39,13 @@ func (e *UnsentError) Error() string {
 // reports the close code that ended the Conn.
 type StopError struct {
 	Disconnect Disconnect
+	connected  bool // a connection was ever made
 }
 
 func (e *StopError) Error() string {
+	if !e.connected {
+		return "wsreconnect: giving up, never connected: " + e.Disconnect.what()
+	}
 	return "wsreconnect: stopped reconnecting after " + e.Disconnect.what()
 }
 

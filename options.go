@@ -53,6 +53,8 @@ type config struct {
 
 	initialDelay  time.Duration
 	maxDelay      time.Duration
+	setInitial    bool // WithInitialDelay was given
+	setMax        bool // WithMaxDelay was given
 	stableUptime  time.Duration
 	dialTimeout   time.Duration
 	maxRetryAfter time.Duration
@@ -82,31 +84,47 @@ func defaultConfig() config {
 	}
 }
 
+// ErrInvalidOption is wrapped by every error Dial returns for an invalid
+// option (or a nil DialFunc); errors.Is(err, ErrInvalidOption) tells a
+// mistake in the code from a failure to connect.
+var ErrInvalidOption = errors.New("wsreconnect: invalid option")
+
 func (c *config) fail(format string, args ...any) {
-	c.errs = append(c.errs, fmt.Errorf("wsreconnect: "+format, args...))
+	c.errs = append(c.errs, fmt.Errorf("%w: "+format, append([]any{ErrInvalidOption}, args...)...))
 }
 
-// validate checks the options together, after all have been applied.
+// validate checks the options together, after all have been applied. It
+// reports only the problems the caller made: an invalid value once, and
+// the order of the delays only when both are valid.
 func (c *config) validate() error {
-	checkRange := func(name string, d, lo time.Duration) {
+	inRange := func(name string, d, lo time.Duration) bool {
 		if d < lo || d > maxDuration {
 			c.fail("%s %v out of range [%v, %v]", name, d, lo, maxDuration)
+			return false
 		}
+		return true
 	}
-	checkRange("initial delay", c.initialDelay, time.Millisecond)
-	checkRange("max delay", c.maxDelay, time.Millisecond)
-	if c.initialDelay > c.maxDelay {
+	okInitial := inRange("initial delay", c.initialDelay, time.Millisecond)
+	okMax := inRange("max delay", c.maxDelay, time.Millisecond)
+	switch {
+	case !okInitial || !okMax || c.initialDelay <= c.maxDelay:
+	case !c.setInitial:
+		// A max delay below the default initial delay lowers it too.
+		c.initialDelay = c.maxDelay
+	case !c.setMax:
+		c.fail("initial delay %v exceeds the default max delay %v (see WithMaxDelay)", c.initialDelay, c.maxDelay)
+	default:
 		c.fail("initial delay %v exceeds max delay %v", c.initialDelay, c.maxDelay)
 	}
-	checkRange("stable uptime", c.stableUptime, time.Millisecond)
-	checkRange("dial timeout", c.dialTimeout, time.Millisecond)
-	checkRange("max Retry-After", c.maxRetryAfter, 0)
+	inRange("stable uptime", c.stableUptime, time.Millisecond)
+	inRange("dial timeout", c.dialTimeout, time.Millisecond)
+	inRange("max Retry-After", c.maxRetryAfter, 0)
 	if c.sendQueue < 0 || c.sendQueue > maxSendQueue {
 		c.fail("send queue of %d messages out of range [0, %d]", c.sendQueue, maxSendQueue)
 	}
 	if c.hbInterval != 0 {
-		checkRange("heartbeat interval", c.hbInterval, minHeartbeat)
-		checkRange("heartbeat timeout", c.hbTimeout, minHeartbeat)
+		inRange("heartbeat interval", c.hbInterval, minHeartbeat)
+		inRange("heartbeat timeout", c.hbTimeout, minHeartbeat)
 	}
 	return errors.Join(c.errs...)
 }
@@ -177,7 +195,7 @@ func WithPolicy(p Policy) Option {
 // on up to the max delay. Default 1 s (DefaultInitialDelay); valid range
 // 1 ms to the max delay.
 func WithInitialDelay(d time.Duration) Option {
-	return optionFunc(func(c *config) { c.initialDelay = d })
+	return optionFunc(func(c *config) { c.initialDelay, c.setInitial = d, true })
 }
 
 // WithMaxDelay caps the delay actually slept before a retry, jitter
@@ -185,9 +203,10 @@ func WithInitialDelay(d time.Duration) Option {
 // [max/2, max), but never go below its 1 s floor (with a max delay under
 // 1 s, every overload retry waits 1 s). Only a Retry-After hint may exceed
 // it, up to WithMaxRetryAfter. Default 30 s (DefaultMaxDelay); valid range
-// 1 ms to 24 h, and at least the initial delay.
+// 1 ms to 24 h, and at least the initial delay (below the default initial
+// delay, it lowers that too).
 func WithMaxDelay(d time.Duration) Option {
-	return optionFunc(func(c *config) { c.maxDelay = d })
+	return optionFunc(func(c *config) { c.maxDelay, c.setMax = d, true })
 }
 
 // WithStableUptime sets how long a connection must stay up before its end
@@ -297,8 +316,19 @@ func WithPingFunc(fn func(ctx context.Context, ws *websocket.Conn) error) Option
 	})
 }
 
-// WithLogger sets the logger for connects, disconnects and decisions, with
-// the attributes code, reason, http_status, attempt, delay and err.
+// WithLogger sets the logger for connects and disconnects, through
+// log/slog:
+//
+//   - "wsreconnect: connected", at Info, with attempt (1 for the first
+//     attempt after a stable connection or Dial), downtime (how long the
+//     Conn was without a connection) and subprotocol;
+//   - "wsreconnect: disconnected", with code, reason, http_status,
+//     retry_after, uptime (of the connection that ended; 0 for a failed
+//     attempt), attempt, decision (stop, retry, retry_overload), delay and
+//     err: at Warn for a retry the schedules expect, at Info for a reconnect
+//     the application asked for, at Error when the Conn stops.
+//
+// The logs never contain the credentials or the query of the dial URL.
 // Default: silent.
 func WithLogger(l *slog.Logger) Option {
 	return optionFunc(func(c *config) {

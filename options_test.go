@@ -99,16 +99,39 @@ func TestDialRejectsInvalidOptions(t *testing.T) {
 			if !strings.HasPrefix(err.Error(), "wsreconnect: ") {
 				t.Errorf("Dial error %q lacks the package prefix", err)
 			}
+			if !errors.Is(err, ErrInvalidOption) {
+				t.Errorf("Dial error %q does not wrap ErrInvalidOption", err)
+			}
 		})
 	}
 	t.Run("nil DialFunc", func(t *testing.T) {
 		c, err := dialOrPanic(nil)
-		if c != nil || err == nil || !strings.Contains(err.Error(), "DialFunc") {
+		if c != nil || !errors.Is(err, ErrInvalidOption) || !strings.Contains(err.Error(), "DialFunc") {
 			t.Fatalf("Dial(nil) = %v, %v", c, err)
 		}
 	})
 	if n := dials.Load(); n != 0 {
 		t.Fatalf("DialFunc called %d times with invalid options", n)
+	}
+}
+
+// An error names only the problems the caller made: an invalid max delay
+// is not also reported as smaller than the default initial delay, and a
+// valid max delay below the default initial delay lowers it.
+func TestOptionErrorsNameOnlyTheCallersMistakes(t *testing.T) {
+	var dials atomic.Int64
+	_, err := dialOrPanic(refuseDial(&dials), WithMaxDelay(-time.Second))
+	if err == nil || !strings.Contains(err.Error(), "max delay -1s out of range") || strings.Contains(err.Error(), "initial delay") {
+		t.Fatalf("WithMaxDelay(-1s): %v; want only the max delay named", err)
+	}
+	_, err = dialOrPanic(refuseDial(&dials), WithInitialDelay(time.Minute))
+	if err == nil || !strings.Contains(err.Error(), "exceeds the default max delay 30s") {
+		t.Fatalf("WithInitialDelay(1m): %v; want it named against the default max delay", err)
+	}
+	cfg := defaultConfig()
+	WithMaxDelay(500 * time.Millisecond).apply(&cfg)
+	if err := cfg.validate(); err != nil || cfg.initialDelay != 500*time.Millisecond {
+		t.Fatalf("WithMaxDelay(500ms) alone: %v, initial delay %v; want accepted, the initial delay lowered to it", err, cfg.initialDelay)
 	}
 }
 

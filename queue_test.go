@@ -119,7 +119,7 @@ func TestStatsCounts(t *testing.T) {
 			t.Fatalf("uptime %v", st.Uptime)
 		}
 		b, err := json.Marshal(st)
-		if err != nil || !strings.Contains(string(b), `"retry (overload)":1`) || !strings.Contains(string(b), `"State":"connected"`) {
+		if err != nil || !strings.Contains(string(b), `"retry_overload":1`) || !strings.Contains(string(b), `"state":"connected"`) {
 			t.Fatalf("JSON %s %v", b, err)
 		}
 	})

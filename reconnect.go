@@ -49,7 +49,7 @@ func (c *Conn) run() {
 			break
 		}
 		if !d.Reconnect {
-			c.finish(&StopError{Disconnect: d})
+			c.finish(&StopError{Disconnect: d, connected: c.Stats().Connects > 0})
 			return
 		}
 		if !c.sleep(d.Delay) {
@@ -92,7 +92,7 @@ func (c *Conn) attempt() Disconnect {
 		s.retire()
 		return connEnd(err)
 	}
-	c.logger().LogAttrs(context.Background(), slog.LevelInfo, "wsreconnect: connected")
+	c.logConnect(s)
 	s.hb.start()
 	s.serve()
 	s.retire()
@@ -138,6 +138,7 @@ func (c *Conn) unpublish(s *session) {
 	c.cur.CompareAndSwap(s, nil)
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.counts.downSince = time.Now()
 	if c.isClosing() {
 		// Close may be waiting for the handshake it started.
 		s.mu.Lock()
@@ -277,6 +278,9 @@ func (c *Conn) sleep(d time.Duration) bool {
 	if c.wakeNow {
 		d = 0
 	}
+	if d > 0 {
+		c.counts.nextAttempt = time.Now().Add(d)
+	}
 	c.mu.Unlock()
 	if d > 0 {
 		t := time.NewTimer(d)
@@ -286,6 +290,9 @@ func (c *Conn) sleep(d time.Duration) bool {
 		case <-c.wake:
 		case <-c.closeCalled:
 		}
+		c.mu.Lock()
+		c.counts.nextAttempt = time.Time{}
+		c.mu.Unlock()
 	}
 	return !c.isClosing()
 }
@@ -296,12 +303,13 @@ func (c *Conn) recordDisconnect(d Disconnect) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.counts.last = d
+	c.counts.disconnectedAt = time.Now()
 	if d.Decision >= 0 && int(d.Decision) < len(c.counts.disconnects) {
 		c.counts.disconnects[d.Decision]++
 	}
 	if !d.Reconnect && !c.firstSent {
 		c.firstSent = true
-		c.first <- &StopError{Disconnect: d}
+		c.first <- &StopError{Disconnect: d, connected: c.counts.connects > 0}
 	}
 }
 
@@ -318,6 +326,10 @@ func (c *Conn) finish(stopErr error) {
 	c.sess = nil
 	c.phase = phaseEnded
 	c.state = StateClosed
+	if !c.counts.downSince.IsZero() {
+		c.counts.downtime += time.Since(c.counts.downSince)
+		c.counts.downSince = time.Time{}
+	}
 	if stopErr != nil {
 		c.stopErr = stopErr
 	}
@@ -333,17 +345,38 @@ func (c *Conn) finish(stopErr error) {
 
 func (c *Conn) logger() *slog.Logger { return c.cfg.logger }
 
+// logConnect logs a connection that came up: which attempt it took (1 for
+// the first after a stable connection or Dial) and how long the Conn had
+// been without a connection.
+func (c *Conn) logConnect(s *session) {
+	c.mu.Lock()
+	attempt := c.counts.attempt + 1
+	c.mu.Unlock()
+	c.logger().LogAttrs(context.Background(), slog.LevelInfo, "wsreconnect: connected",
+		slog.Int("attempt", attempt),
+		slog.Duration("downtime", s.outage),
+		slog.String("subprotocol", s.subprotocol),
+	)
+}
+
+// logDisconnect logs d: at Info for a reconnect the application asked for,
+// at Warn for a retry the schedules expect, at Error when the Conn stops.
 func (c *Conn) logDisconnect(d Disconnect) {
 	level := slog.LevelWarn
-	if !d.Reconnect {
+	switch {
+	case !d.Reconnect:
 		level = slog.LevelError
+	case errors.Is(d.Err, ErrReconnectRequested):
+		level = slog.LevelInfo
 	}
 	attrs := []slog.Attr{
 		slog.Int("code", int(d.Code)),
 		slog.String("reason", d.Reason),
 		slog.Int("http_status", d.HTTPStatus),
+		slog.Duration("retry_after", d.RetryAfter),
+		slog.Duration("uptime", d.Uptime),
 		slog.Int("attempt", d.Attempt),
-		slog.String("decision", d.Decision.String()),
+		slog.String("decision", d.Decision.key()),
 		slog.Duration("delay", d.Delay),
 	}
 	if d.Err != nil {

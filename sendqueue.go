@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/coder/websocket"
 )
@@ -59,7 +60,7 @@ func (c *Conn) publish(s *session) error {
 	}
 	c.phase = phaseLive
 	c.state = StateConnected
-	c.counts.connects++
+	s.outage = c.counts.connectedLocked(time.Now())
 	c.cur.Store(s)
 	c.broadcastLocked()
 	if !c.firstSent {

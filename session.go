@@ -25,6 +25,7 @@ type session struct {
 	netConn     net.Conn // the socket under ws, if the dial revealed it
 	born        time.Time
 	subprotocol string
+	outage      time.Duration // how long the Conn was without a connection before this one
 
 	// Evidence of life for the heartbeat (see evidence), counted rather
 	// than timed: a clock read costs more than the rest of the bookkeeping

@@ -1,16 +1,25 @@
 package wsreconnect
 
-import "time"
+import (
+	"encoding/json"
+	"time"
+)
 
 // counts are the counters behind Stats, under Conn.mu.
 type counts struct {
-	connects    uint64
-	disconnects [3]uint64 // by Decision
-	attempt     int
-	last        Disconnect
+	connects       uint64
+	disconnects    [3]uint64 // by Decision
+	attempt        int
+	last           Disconnect
+	downtime       time.Duration // without a connection, up to downSince
+	downSince      time.Time     // when the current outage began; zero while connected or after the end
+	connectedAt    time.Time     // when the last connection came up
+	disconnectedAt time.Time     // when the last Disconnect was reported
+	nextAttempt    time.Time     // while waiting before an attempt, when it starts
 }
 
-// Stats is a snapshot of a Conn's counters.
+// Stats is a snapshot of a Conn's counters. Its JSON form (see MarshalJSON)
+// is what expvar and metrics systems ingest.
 type Stats struct {
 	State State
 	// Connects counts the connections established (OnConnect included).
@@ -24,6 +33,19 @@ type Stats struct {
 	LastDisconnect Disconnect
 	// Uptime is how long the current connection has been up; 0 when none.
 	Uptime time.Duration
+	// Downtime is how long the Conn has been without a connection since
+	// Dial, in all: before the first connection, between connections, and
+	// now if it is reconnecting.
+	Downtime time.Duration
+	// ConnectedAt is when the last connection came up; zero before the
+	// first.
+	ConnectedAt time.Time
+	// DisconnectedAt is when the last Disconnect was reported; zero before
+	// the first.
+	DisconnectedAt time.Time
+	// NextAttempt is when the next attempt starts, while the Conn waits
+	// before it; zero otherwise.
+	NextAttempt time.Time
 	// Queued counts the messages waiting in the send queue.
 	Queued int
 }
@@ -33,13 +55,21 @@ type Stats struct {
 func (c *Conn) Stats() Stats {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	now := time.Now()
 	st := Stats{
 		State:          c.state,
 		Connects:       c.counts.connects,
 		Disconnects:    make(map[Decision]uint64, len(c.counts.disconnects)),
 		Attempt:        c.counts.attempt,
 		LastDisconnect: c.counts.last,
+		Downtime:       c.counts.downtime,
+		ConnectedAt:    c.counts.connectedAt,
+		DisconnectedAt: c.counts.disconnectedAt,
+		NextAttempt:    c.counts.nextAttempt,
 		Queued:         len(c.queue),
+	}
+	if c.isClosing() {
+		st.State = StateClosed
 	}
 	for d, n := range c.counts.disconnects {
 		st.Disconnects[Decision(d)] = n
@@ -47,5 +77,60 @@ func (c *Conn) Stats() Stats {
 	if c.phase == phaseLive && c.sess != nil {
 		st.Uptime = c.sess.uptime()
 	}
+	if !c.counts.downSince.IsZero() {
+		st.Downtime += now.Sub(c.counts.downSince)
+	}
 	return st
+}
+
+// connectedLocked records that a connection came up; it returns how long
+// the Conn was without one. c.mu must be held.
+func (c *counts) connectedLocked(now time.Time) time.Duration {
+	down := now.Sub(c.downSince)
+	c.downtime += down
+	c.downSince = time.Time{}
+	c.connectedAt = now
+	c.connects++
+	return down
+}
+
+// MarshalJSON renders Stats for expvar and metrics systems: field names in
+// snake_case, durations as seconds (the unit in the name), times in RFC
+// 3339 (null when unset), decisions by their snake_case names:
+//
+//	{"state":"connected","connects":2,"disconnects":{"retry":1,"retry_overload":0,"stop":0},
+//	 "attempt":1,"last_disconnect":{…},"uptime_seconds":12.5,"downtime_seconds":0.8,
+//	 "connected_at":"2026-11-30T12:00:00Z","disconnected_at":"…","next_attempt_at":null,"queued":0}
+func (st Stats) MarshalJSON() ([]byte, error) {
+	at := func(t time.Time) *time.Time {
+		if t.IsZero() {
+			return nil
+		}
+		return &t
+	}
+	return json.Marshal(struct {
+		State           State               `json:"state"`
+		Connects        uint64              `json:"connects"`
+		Disconnects     map[Decision]uint64 `json:"disconnects"`
+		Attempt         int                 `json:"attempt"`
+		LastDisconnect  *Disconnect         `json:"last_disconnect"`
+		UptimeSeconds   float64             `json:"uptime_seconds"`
+		DowntimeSeconds float64             `json:"downtime_seconds"`
+		ConnectedAt     *time.Time          `json:"connected_at"`
+		DisconnectedAt  *time.Time          `json:"disconnected_at"`
+		NextAttemptAt   *time.Time          `json:"next_attempt_at"`
+		Queued          int                 `json:"queued"`
+	}{
+		State: st.State, Connects: st.Connects, Disconnects: st.Disconnects, Attempt: st.Attempt,
+		LastDisconnect: lastOrNil(st.LastDisconnect), UptimeSeconds: st.Uptime.Seconds(),
+		DowntimeSeconds: st.Downtime.Seconds(), ConnectedAt: at(st.ConnectedAt),
+		DisconnectedAt: at(st.DisconnectedAt), NextAttemptAt: at(st.NextAttempt), Queued: st.Queued,
+	})
+}
+
+func lastOrNil(d Disconnect) *Disconnect {
+	if d == (Disconnect{}) {
+		return nil
+	}
+	return &d
 }

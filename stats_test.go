@@ -1,0 +1,157 @@
+//go:build !js
+
+package wsreconnect
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"flag"
+	"log/slog"
+	"os"
+	"strings"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/wsreconnect/wsreconnect/internal/wstest"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata/*.golden")
+
+// Stats in JSON, as expvar and metrics systems ingest it: snake_case
+// names, seconds as numbers with the unit in the name, RFC 3339 times
+// (null when unset), snake_case decision keys.
+func TestStatsJSONGolden(t *testing.T) {
+	at := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+	st := Stats{
+		State:       StateConnecting,
+		Connects:    3,
+		Disconnects: map[Decision]uint64{Stop: 0, Retry: 2, RetryOverload: 1},
+		Attempt:     2,
+		LastDisconnect: Disconnect{
+			Code: websocket.StatusTryAgainLater, Reason: "busy",
+			Err:    errors.New(`failed to get reader: received close frame: status = StatusTryAgainLater and reason = "busy"`),
+			Uptime: 1500 * time.Millisecond, Attempt: 2, Decision: RetryOverload, Reconnect: true, Delay: 3250 * time.Millisecond,
+		},
+		Downtime:       4*time.Second + 250*time.Millisecond,
+		ConnectedAt:    at.Add(-90 * time.Second),
+		DisconnectedAt: at.Add(-time.Second),
+		NextAttempt:    at.Add(2250 * time.Millisecond),
+	}
+	got, err := json.MarshalIndent(st, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got = append(got, '\n')
+	const golden = "testdata/stats.golden.json"
+	if *update {
+		if err := os.WriteFile(golden, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("Stats JSON:\n%s\nwant (%s; go test -run %s -update to rewrite):\n%s", got, golden, t.Name(), want)
+	}
+	// Before anything happened: no last disconnect, no times.
+	b, _ := json.Marshal(Stats{Disconnects: map[Decision]uint64{}})
+	if s := string(b); !strings.Contains(s, `"last_disconnect":null`) || !strings.Contains(s, `"connected_at":null`) {
+		t.Fatalf("empty Stats: %s", s)
+	}
+}
+
+// Downtime adds up the time without a connection; ConnectedAt,
+// DisconnectedAt and NextAttempt say when things happened (fake clock).
+func TestStatsTimes(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := wstest.NewServer(wstest.Reject(503, "3"), wstest.Drop(), wstest.Reject(503, "5"), wstest.Echo())
+		defer srv.Close()
+		start := time.Now()
+		c := mustDial(t, srv.PipeDial(), WithHeartbeat(0, 0)) // after the 503's 3 s; then the drop
+		connected := c.Stats().ConnectedAt
+		if connected.Sub(start) < 3*time.Second {
+			t.Fatalf("first connection at %v, want after the first 503's 3 s", connected.Sub(start))
+		}
+		time.Sleep(3 * time.Second) // the drop, a retry, the second 503 (5 s)
+		st := c.Stats()
+		if st.State != StateConnecting || st.LastDisconnect.HTTPStatus != 503 || st.NextAttempt.Sub(time.Now()) < time.Second {
+			t.Fatalf("while waiting out the second 503: %+v", st)
+		}
+		if want := st.DisconnectedAt.Add(st.LastDisconnect.Delay); !st.NextAttempt.Equal(want) {
+			t.Fatalf("next attempt at %v, want the last disconnect plus its delay, %v", st.NextAttempt, want)
+		}
+		time.Sleep(10 * time.Second)
+		st = c.Stats()
+		if st.State != StateConnected || !st.NextAttempt.IsZero() || !st.ConnectedAt.After(connected) {
+			t.Fatalf("reconnected: %+v", st)
+		}
+		// Without a connection: before the first (≥ 3 s), and between the
+		// drop and the echo (≥ 5 s); never longer than Dial's age.
+		if st.Downtime < 8*time.Second || st.Downtime > time.Since(start) || st.DisconnectedAt.IsZero() {
+			t.Fatalf("downtime %v since Dial %v ago", st.Downtime, time.Since(start))
+		}
+		c.CloseNow()
+	})
+}
+
+// The log lines say what an operator asks: on a connect, which attempt it
+// took and how long the Conn was without a connection; on a disconnect,
+// the uptime that ended, the Retry-After, the decision. A retry is a
+// warning, a requested reconnect information, a stop an error.
+func TestLogLines(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := wstest.NewServer(wstest.Reject(503, "2"), wstest.Drop(), wstest.Echo(), wstest.CloseWith(websocket.StatusPolicyViolation, "no"))
+		defer srv.Close()
+		var buf bytes.Buffer
+		log := slog.New(slog.NewJSONHandler(&buf, nil))
+		c := mustDial(t, srv.PipeDial(), WithLogger(log), WithHeartbeat(0, 0))
+		time.Sleep(5 * time.Second)
+		c.Reconnect()
+		<-c.Done()
+		var lines []map[string]any
+		for _, l := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
+			var m map[string]any
+			if err := json.Unmarshal([]byte(l), &m); err != nil {
+				t.Fatalf("log line %q: %v", l, err)
+			}
+			lines = append(lines, m)
+		}
+		want := []struct{ level, msg, key, value string }{
+			{"WARN", "wsreconnect: disconnected", "decision", "retry_overload"}, // the 503
+			{"INFO", "wsreconnect: connected", "attempt", "2"},
+			{"WARN", "wsreconnect: disconnected", "decision", "retry"}, // the drop
+			{"INFO", "wsreconnect: connected", "attempt", "3"},
+			{"INFO", "wsreconnect: disconnected", "err", ErrReconnectRequested.Error()},
+			{"INFO", "wsreconnect: connected", "attempt", "4"}, // no connection was stable
+			{"ERROR", "wsreconnect: disconnected", "decision", "stop"},
+		}
+		if len(lines) != len(want) {
+			t.Fatalf("%d log lines, want %d:\n%s", len(lines), len(want), buf.String())
+		}
+		for i, w := range want {
+			l := lines[i]
+			if l["level"] != w.level || l["msg"] != w.msg || !strings.Contains(toString(l[w.key]), w.value) {
+				t.Errorf("line %d: %v; want %s %q with %s %q", i, l, w.level, w.msg, w.key, w.value)
+			}
+		}
+		if d := toString(lines[0]["retry_after"]); d != "2000000000" {
+			t.Errorf("the 503's line has retry_after %q, want 2 s", d)
+		}
+		if d := toString(lines[1]["downtime"]); d == "0" {
+			t.Errorf("the first connect's line has downtime %q, want the 503's wait", d)
+		}
+		if u := toString(lines[4]["uptime"]); u == "0" {
+			t.Errorf("the requested reconnect's line has uptime %q", u)
+		}
+	})
+}
+
+func toString(v any) string {
+	b, _ := json.Marshal(v)
+	return strings.Trim(string(b), `"`)
+}
