@@ -28,61 +28,48 @@
 // The DialFunc is called once per attempt, with a ctx that ends after the
 // dial timeout or on Close; on a failed handshake it must return
 // websocket.Dial's *http.Response, whose status and Retry-After drive the
-// decision. Dial's own ctx bounds only the first connection.
-//
-// Messages over 32 KiB: coder/websocket's default read limit is 32 KiB, and
-// a bigger message ends the connection with 1009, which stops the Conn. Raise
-// the limit in the DialFunc or in [WithOnConnect] with ws.SetReadLimit.
+// decision. coder/websocket reads at most 32 KiB per message by default: a
+// bigger one ends the connection with 1009, which stops the Conn; raise it
+// with ws.SetReadLimit in the DialFunc or in [WithOnConnect].
 //
 // # When a connection ends
 //
 // Each lost connection and failed attempt becomes one [Disconnect], and a
-// [Policy] decides: [Stop], [Retry] on the standard schedule ([NewBackOff]),
-// or [RetryOverload] on the overload schedule ([NewOverloadBackOff]).
-// [DefaultPolicy] (its table is on it) follows RFC 6455 and the IANA
-// registry: a dropped connection (1006), 1001, 1005, 1011, 1012 and 1014 are
-// retried; 1013, 429 and 503 wait longer; 1000, 1008, a 401, a bad
-// certificate stop. [WithPolicy] gives your own close codes their meaning.
-// When the policy stops, Read and Write return a [*StopError];
-// websocket.CloseStatus(err) reports its close code.
+// [Policy] ([DefaultPolicy], with its table) decides: [Stop], [Retry] on the
+// standard schedule ([NewBackOff]), or [RetryOverload] on the overload
+// schedule ([NewOverloadBackOff]). Drops and restarts are retried, 1013,
+// 429 and 503 wait longer (and never less than Retry-After says), 1000,
+// 1008, a 401 or a bad certificate stop; [WithPolicy] gives your own codes
+// their meaning. The schedules reset only after [WithStableUptime].
+// [WithOnConnect] resubscribes on every connection, [WithOnDisconnect] is
+// told of every end, and [Conn.Reconnect] drops the connection and dials
+// again at once. [WithDialLimiter] bounds the dial rate of many Conns.
 //
-// The schedules reset only after a connection stayed up for
-// [WithStableUptime], never on a bare connect, and a Retry-After header is
-// a floor on the delay. [WithOnConnect] authenticates and resubscribes on
-// every connection; [WithOnDisconnect] is told of every end and decision.
-//
-// # Dead peers
-//
-// A heartbeat ([WithHeartbeat], on by default: 20 s, 10 s) pings when
-// nothing has arrived for a while and drops the connection when nothing
-// answers; a slow application or a busy upload is not taken for a dead
-// peer.
+// A heartbeat ([WithHeartbeat], [WithPingFunc] for application-level
+// pings) finds dead peers; a slow application or a busy upload is not one.
 //
 // # Reading, writing, closing
 //
-// [Conn.Read] returns whole messages, in order, never duplicated, including
-// those a dropped connection had received, while the Conn reconnects.
-// [Conn.Write] waits for the next connection while reconnecting, bounded by
-// its ctx; [WithSendQueue] makes it queue instead. Nothing is replayed:
-// delivery across connections needs acknowledgements in your protocol.
+// [Conn.Read] returns whole messages, in order, including those a dropped
+// connection received, while the Conn reconnects. [Conn.Write] waits for
+// the next connection, bounded by its ctx ([WithSendQueue] queues instead).
+// Nothing is replayed: delivery across connections needs acknowledgements
+// in your protocol. Package wsjson reads and writes JSON messages.
 //
-// [Conn.Close] and [Conn.CloseNow] stop everything and return once the
-// Conn's goroutines have ended; [Conn.Done] and [Conn.Err] tell when and
-// why a Conn ended. Callbacks may call Close; Close never waits for your
-// own code.
+// [Conn.Close] and [Conn.CloseNow] end everything; [Conn.Done] and
+// [Conn.Err] tell when and why a Conn ended. Callbacks may call Close, and
+// Close never waits for your own code. [WithLogger] and [Conn.Stats] tell
+// what happened; errors and logs never contain the dial URL's credentials.
 //
-// # Observing
-//
-// [WithLogger] logs connects and disconnects through log/slog;
-// [Conn.Stats] is a snapshot that marshals to JSON for expvar. Errors and
-// logs never contain the credentials or the query of the dial URL.
+// In the browser (GOOS=js GOARCH=wasm) it runs over the browser's
+// WebSocket: there are no protocol pings (use WithPingFunc) and no HTTP
+// status on a failed handshake.
 //
 // # Testing your own client
 //
 // Run a server with httptest and websocket.Accept, keep schedules short
 // with WithInitialDelay and WithMaxDelay, and check for leaks with
-// go.uber.org/goleak after closing everything: every Conn (or wait for
-// Done), your own http.Client's idle connections (net/http may keep a dial
-// running after its ctx ends), and your server's WebSocket handlers
+// go.uber.org/goleak after closing every Conn (or waiting for Done), your
+// http.Client's idle connections, and your server's WebSocket handlers
 // (httptest.Server.Close does not wait for hijacked connections).
 package wsreconnect

@@ -681,3 +681,46 @@ func ExampleWithDialLimiter() {
 	// Output:
 	// 5 connections, at least 100 ms for the 5 dials: true
 }
+
+// A server that expects an application-level ping: the heartbeat calls the
+// ping function instead of sending a protocol ping, and the server's pong
+// (a message like any other) arrives through Read.
+func ExampleWithPingFunc() {
+	url, httpClient, stop := testServer(func(_ int, w http.ResponseWriter, r *http.Request) {
+		ws, err := websocket.Accept(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer ws.CloseNow()
+		for {
+			_, p, err := ws.Read(r.Context())
+			if err != nil {
+				return
+			}
+			if string(p) == `{"op":"ping"}` {
+				ws.Write(r.Context(), websocket.MessageText, []byte(`{"op":"pong"}`))
+			}
+		}
+	})
+	defer stop()
+
+	c, err := wsreconnect.Dial(context.Background(),
+		func(ctx context.Context) (*websocket.Conn, *http.Response, error) {
+			return websocket.Dial(ctx, url, &websocket.DialOptions{HTTPClient: httpClient})
+		},
+		wsreconnect.WithHeartbeat(20*time.Millisecond, time.Second),
+		wsreconnect.WithPingFunc(func(ctx context.Context, ws *websocket.Conn) error {
+			return ws.Write(ctx, websocket.MessageText, []byte(`{"op":"ping"}`))
+		}),
+	)
+	if err != nil {
+		fmt.Println("dial:", err)
+		return
+	}
+	defer c.CloseNow()
+
+	_, p, err := c.Read(context.Background()) // after 20 ms of silence: ping, pong
+	fmt.Println(string(p), err)
+	// Output:
+	// {"op":"pong"} <nil>
+}
