@@ -6,6 +6,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -162,3 +164,20 @@ func TestDialErrorsHideURLSecrets(t *testing.T) {
 type roundTripFunc func(*http.Request) (*http.Response, error)
 
 func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// In the browser the dial error quotes the URL itself, without a
+// *url.Error (coder/websocket's ws_js.go): it is redacted too.
+func TestBrowserDialErrorHidesURLSecrets(t *testing.T) {
+	err := fmt.Errorf("failed to WebSocket dial %q: %w", "wss://alice:hunter2@example.test/feed?token=s3cret", net.ErrClosed)
+	got := redact(err).Error()
+	if strings.Contains(got, "s3cret") || strings.Contains(got, "hunter2") || !strings.Contains(got, `"wss://example.test/feed?REDACTED"`) {
+		t.Fatalf("redacted to %q", got)
+	}
+	if !errors.Is(redact(err), net.ErrClosed) {
+		t.Fatal("the redacted error lost its cause")
+	}
+	plain := errors.New("failed to WebSocket dial: no quote here")
+	if redact(plain) != plain {
+		t.Fatal("an error without a URL was changed")
+	}
+}

@@ -3,18 +3,38 @@ package wsreconnect
 import (
 	"errors"
 	"net/url"
+	"strconv"
 	"strings"
 )
 
 // redact hides the credentials and query of a URL that err mentions (net/http
 // puts the request URL into its errors; a token in the query would
 // otherwise reach logs). The result unwraps to err.
+// In the browser, coder/websocket's dial error has no *url.Error: it quotes
+// the URL itself, as in `failed to WebSocket dial "wss://…": …`.
 func redact(err error) error {
 	var uerr *url.Error
-	if err == nil || !errors.As(err, &uerr) || uerr.URL == "" {
+	switch {
+	case err == nil:
+		return err
+	case errors.As(err, &uerr) && uerr.URL != "":
+		return redactURL(err, uerr.URL)
+	}
+	msg := err.Error()
+	const marker = `WebSocket dial "`
+	i := strings.Index(msg, marker)
+	if i < 0 {
 		return err
 	}
-	return redactURL(err, uerr.URL)
+	quoted, perr := strconv.QuotedPrefix(msg[i+len(marker)-1:])
+	if perr != nil {
+		return err
+	}
+	raw, perr := strconv.Unquote(quoted)
+	if perr != nil || raw == "" {
+		return err
+	}
+	return redactURL(err, raw)
 }
 
 // redactURL replaces rawURL, wherever err's message mentions it, by the URL
