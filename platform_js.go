@@ -20,6 +20,10 @@ package wsreconnect
 //     recorded in the Conn's unexported closeErr before Read returns, so the
 //     Conn reads it there (peerClose).
 //
+// A refused handshake reaches a page as a plain failure to connect (the
+// browser shows the status only in its console): there is no HTTP status
+// and no Retry-After to classify, so it is retried as a network failure.
+//
 // Both workarounds read an unexported field of *websocket.Conn by
 // reflection: ws.v, the browser's WebSocket object, and closeErr. Both are
 // confined to this file, and fall back to coder/websocket's own behaviour

@@ -329,13 +329,19 @@ func (s *session) closeHandshake(code websocket.StatusCode, reason string, grace
 		defer s.tasks.Done()
 		err := closeConn(s.ws, code, reason)
 		s.mu.Lock()
-		s.closeErr = err
+		if s.closeErr == nil {
+			s.closeErr = err
+		}
 		s.mu.Unlock()
 	}()
 	if grace > 0 {
 		s.killAfter(grace)
 	}
 }
+
+// errHandshakeCut is the close handshake's error when the connection was
+// closed before the server answered it.
+var errHandshakeCut = errors.New("wsreconnect: the close handshake was cut short: the server did not answer in time")
 
 // kill closes the connection at once, without a handshake, or cutting
 // short one under way: coder/websocket's CloseNow would wait for that
@@ -351,6 +357,9 @@ func (s *session) kill() {
 	}
 	s.killed = true
 	handshake := s.handshake
+	if handshake && s.readErr == nil && s.closeErr == nil {
+		s.closeErr = errHandshakeCut
+	}
 	s.mu.Unlock()
 	if !handshake {
 		closeNow(s.ws)

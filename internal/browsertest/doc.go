@@ -1,0 +1,29 @@
+// Package browsertest runs wsreconnect in a real browser: headless
+// Chromium, driven with github.com/chromedp/chromedp, runs the library
+// compiled to WebAssembly (GOOS=js GOARCH=wasm) against misbehaving
+// WebSocket endpoints served from the test process. It is a module of its
+// own so that the library's go.mod needs no test-only dependencies.
+//
+//	cd internal/browsertest && go test -race -count=1 ./...
+//
+// The tests are host programs (//go:build !js); ./wasm is the program they
+// build for the browser (//go:build js, left out of ./... on the host) and
+// ./report the JSON both sides share.
+//
+//   - TestBrowser builds ./wasm once, serves it with Go's wasm_exec.js and
+//     the endpoints from an httptest server on 127.0.0.1, and runs its
+//     scenarios in tabs of one browser: a drop (1006), 1013 twice, 1008,
+//     Close, CloseNow, Close against a silent server, Reconnect, the
+//     application-level heartbeat (healthy and dead), a refused handshake
+//     and a dial timeout. The page records what the browser's WebSocket
+//     objects reported (close codes, wasClean, close() calls that threw);
+//     each subtest logs it next to the library's Disconnects and what the
+//     server saw, and checks them.
+//   - TestExamplePage builds and starts examples/browser, opens its page,
+//     waits for three disconnects and a new connection, checks the page
+//     and takes a screenshot (docs/browser.png with UPDATE_SCREENSHOT=1).
+//
+// They need Chromium: /usr/bin/chromium (Debian's chromium package) or
+// $CHROMIUM. Without it they skip, except under CI=true, where they fail.
+// Chromium's own output is logged when a test fails, or with CHROME_LOG=1.
+package browsertest

@@ -1,0 +1,106 @@
+// Package report is what the browser program (../wasm, built for js/wasm)
+// hands to the host tests: one Result per scenario, as JSON in the page's
+// globalThis.__wsResult. Both sides import it, so the two agree on the
+// format. Times are milliseconds on the page's clock (performance.now()),
+// from the start of the scenario.
+package report
+
+// Result is what one scenario saw.
+type Result struct {
+	Scenario string `json:"scenario"`
+	// ID is the id the scenario put in its WebSocket URLs (?id=); the host
+	// server files what it saw under it.
+	ID string `json:"id"`
+	// Failures are things the program could not do (a Dial that failed, a
+	// call that did not return): the host fails the test on any.
+	Failures []string `json:"failures,omitempty"`
+	// Steps is the scenario's own timeline, for the log.
+	Steps []Step `json:"steps,omitempty"`
+	// Connects are the times OnConnect ran, one per connection.
+	Connects []float64 `json:"connects,omitempty"`
+	// Disconnects are what OnDisconnect was told, in order.
+	Disconnects []Disconnect `json:"disconnects,omitempty"`
+	// Browser is what the browser's WebSocket objects reported: the events
+	// open, error and close, and the calls of close() the Go code made.
+	Browser []BrowserEvent `json:"browser,omitempty"`
+	// Ms holds measured durations by name ("Close", "CloseNow", …).
+	Ms map[string]float64 `json:"ms,omitempty"`
+	// Values holds other facts by name ("readErr", "closeStatus", …).
+	Values map[string]string `json:"values,omitempty"`
+	// GoroutinesBefore counts the program's goroutines before Dial;
+	// GoroutinesAfter, once the Conn had ended and the scenario's own
+	// goroutines had returned. Both leave out the goroutine of a
+	// JavaScript event waiting to return to the browser
+	// (runtime.handleEvent), which runtime.NumGoroutine counts while the
+	// program runs inside an event. GoroutineDump holds the stacks when
+	// they differ.
+	GoroutinesBefore int    `json:"goroutinesBefore"`
+	GoroutinesAfter  int    `json:"goroutinesAfter"`
+	GoroutineDump    string `json:"goroutineDump,omitempty"`
+}
+
+// Step is one line of a scenario's timeline.
+type Step struct {
+	T    float64 `json:"t"`
+	What string  `json:"what"`
+}
+
+// Disconnect is a wsreconnect.Disconnect as the browser program saw it.
+type Disconnect struct {
+	T                  float64 `json:"t"`
+	Code               int     `json:"code"`
+	Reason             string  `json:"reason,omitempty"`
+	HTTPStatus         int     `json:"httpStatus,omitempty"`
+	Err                string  `json:"err,omitempty"`
+	Attempt            int     `json:"attempt"`
+	Decision           string  `json:"decision"`
+	Reconnect          bool    `json:"reconnect"`
+	DelayMs            float64 `json:"delayMs"`
+	UptimeMs           float64 `json:"uptimeMs"`
+	HeartbeatTimeout   bool    `json:"heartbeatTimeout,omitempty"`   // errors.Is(Err, ErrHeartbeatTimeout)
+	ReconnectRequested bool    `json:"reconnectRequested,omitempty"` // errors.Is(Err, ErrReconnectRequested)
+}
+
+// BrowserEvent is one event of a browser WebSocket object, recorded by the
+// page's wrapper of the WebSocket constructor (see the host's index.html).
+// Socket numbers the WebSocket objects the page created, from 1.
+type BrowserEvent struct {
+	T        float64 `json:"t"`
+	Socket   int     `json:"socket"`
+	Type     string  `json:"type"` // "open", "error", "close", or "close()" for a call
+	Code     int     `json:"code,omitempty"`
+	Reason   string  `json:"reason,omitempty"`
+	WasClean bool    `json:"wasClean,omitempty"`
+	Thrown   string  `json:"thrown,omitempty"` // what close() threw, if it did
+}
+
+// The scenarios the browser program knows, by name.
+const (
+	Drop             = "drop"              // a dropped connection: 1006, reconnect, echo again
+	Overload         = "overload"          // 1013 twice: overload retries ≥ 1 s apart, then connected
+	Policy           = "policy"            // 1008: a *StopError, no further attempt
+	Close            = "close"             // Close(1000, "bye") reaches the server
+	CloseNow         = "closenow"          // CloseNow returns at once, a blocked Read with it
+	CloseSilent      = "close-silent"      // Close against a server that never answers the close
+	CloseNowInClose  = "closenow-in-close" // CloseNow cuts short a Close against a silent server
+	Reconnect        = "reconnect"         // Reconnect: 1000 "reconnecting", a new connection
+	HeartbeatHealthy = "heartbeat-healthy" // the app-level heartbeat keeps a live connection
+	HeartbeatDead    = "heartbeat-dead"    // the app-level heartbeat finds a silent server dead
+	Handshake503     = "handshake-503"     // a 503 handshake refusal, as the page sees it
+	DialTimeout      = "dial-timeout"      // a handshake that does not complete in the dial timeout
+)
+
+// Ping and Pong are the application-level heartbeat messages of the
+// scenarios' server.
+const (
+	Ping = `{"op":"ping"}`
+	Pong = `{"op":"pong"}`
+)
+
+// The heartbeat of the heartbeat scenarios (WithHeartbeat), in
+// milliseconds: short, to keep the tests short, with room for a busy
+// machine.
+const (
+	HeartbeatIntervalMs = 200
+	HeartbeatTimeoutMs  = 500
+)
