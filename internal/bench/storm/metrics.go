@@ -17,12 +17,18 @@ type Outcome struct {
 	Capacity float64
 	Variant  string
 	Real     bool
+	Server   Server // how refused handshakes are answered
 
 	Arrivals []time.Duration // every attempt, in order
 	First    []time.Duration // each client's first attempt (-1: none)
 	Back     []time.Duration // each client's admission (-1: never)
 	Attempts []int           // each client's attempts, the admitted one included
 	GaveUp   int             // clients whose schedule said Stop
+
+	// notBefore is, per client, when the Retry-After of its last refusal
+	// lets it back (0: none); Early counts the attempts that came sooner.
+	notBefore []time.Duration
+	Early     int
 }
 
 func newOutcome(n int, cause Cause, capacity float64, variant string, real bool) *Outcome {
@@ -34,9 +40,20 @@ func newOutcome(n int, cause Cause, capacity float64, variant string, real bool)
 	return o
 }
 
-// attempt records client's attempt at t.
-func (o *Outcome) attempt(client int, t time.Duration, admitted bool) {
+// attempt records client's attempt at t, and the Retry-After the server
+// answered it with (0: none).
+func (o *Outcome) attempt(client int, t time.Duration, admitted bool, retryAfter time.Duration) {
 	o.Arrivals = append(o.Arrivals, t)
+	if o.notBefore == nil {
+		o.notBefore = make([]time.Duration, o.N)
+	}
+	if t < o.notBefore[client] {
+		o.Early++
+	}
+	o.notBefore[client] = 0
+	if !admitted && retryAfter > 0 {
+		o.notBefore[client] = t + retryAfter
+	}
 	if o.First[client] < 0 {
 		o.First[client] = t
 	}
@@ -73,6 +90,7 @@ type Metrics struct {
 	N        int     `json:"n"`
 	Capacity float64 `json:"capacity_per_s"` // 0: unlimited
 	Real     bool    `json:"real"`
+	Server   Server  `json:"server,omitempty"` // "": 503 without Retry-After
 
 	// The first window is the span of the clients' first attempts,
 	// estimated robustly from their 1st and 99th percentiles (a uniform
@@ -96,15 +114,22 @@ type Metrics struct {
 	Limit    float64 `json:"limit_s"`
 	T99Ratio float64 `json:"t99_over_limit"` // -1 if fewer than 99 % came back
 
+	// AdmitPeak1s is the most admissions in any 1 s window (sliding);
+	// a token bucket of C/s with a burst of C/10 allows 1.1·C.
+	AdmitPeak1s int `json:"admit_peak_1s"`
+
 	AttemptsMean float64 `json:"attempts_mean"`
 	AttemptsP99  int     `json:"attempts_p99"`
 	AttemptsMax  int     `json:"attempts_max"`
 	GaveUp       int     `json:"gave_up"`
+	// Early counts the attempts that came back sooner than the server's
+	// Retry-After said.
+	Early int `json:"early_retries"`
 }
 
 // Compute derives the metrics.
 func (o *Outcome) Compute() Metrics {
-	m := Metrics{Variant: o.Variant, Cause: o.Cause, N: o.N, Capacity: o.Capacity, Real: o.Real, GaveUp: o.GaveUp}
+	m := Metrics{Variant: o.Variant, Cause: o.Cause, N: o.N, Capacity: o.Capacity, Real: o.Real, Server: o.Server, GaveUp: o.GaveUp, Early: o.Early}
 	first := filterNonNeg(o.First)
 	if len(first) > 0 {
 		slices.Sort(first)
@@ -127,6 +152,7 @@ func (o *Outcome) Compute() Metrics {
 	m.Back = len(back)
 	slices.Sort(back)
 	need := int(math.Ceil(0.99 * n))
+	m.AdmitPeak1s = MaxInWindow(back, time.Second)
 	m.T99 = -1
 	if need > 0 && len(back) >= need {
 		m.T99 = back[need-1].Seconds()
@@ -172,6 +198,34 @@ func (m Metrics) PeakOK() bool {
 // 1.25× the limit, and at most 6 attempts per client (the worst client).
 func (m Metrics) CapacityOK() bool {
 	return m.T99Ratio >= 0 && m.T99Ratio <= 1.25 && m.AttemptsMax <= 6
+}
+
+// MaxInWindow is the most of the sorted times ts that fall in any window
+// [t, t+w).
+func MaxInWindow(ts []time.Duration, w time.Duration) int {
+	n, _ := BusiestWindow(ts, w)
+	return n
+}
+
+// BusiestWindow is MaxInWindow, and the first time in the busiest window.
+func BusiestWindow(ts []time.Duration, w time.Duration) (int, time.Duration) {
+	best, j := 0, 0
+	var at time.Duration
+	for i := range ts {
+		for ts[i]-ts[j] >= w {
+			j++
+		}
+		if i-j+1 > best {
+			best, at = i-j+1, ts[j]
+		}
+	}
+	return best, at
+}
+
+// PacedOK reports whether the server-paced targets hold: 99 % back within
+// 1.1× the limit, and at most 3 attempts per client (the worst client).
+func (m Metrics) PacedOK() bool {
+	return m.T99Ratio >= 0 && m.T99Ratio <= 1.1 && m.AttemptsMax <= 3
 }
 
 func filterNonNeg(ds []time.Duration) []time.Duration {

@@ -23,11 +23,13 @@ type RealConfig struct {
 	Variant  Variant       // must have Options
 	Timeout  time.Duration // how long to wait for everyone to come back; 3 min when 0
 	Parallel int           // concurrent dials while connecting the clients; 32 when 0
+	Server   Server        // how the server at capacity answers those it refuses
 }
 
 // stormServer accepts everyone until the storm starts; from then on it
 // records every handshake (the client's id is in the URL) and admits
-// through the limiter, refusing the rest with 503 and no Retry-After.
+// through the admission of its Server mode (the token bucket), refusing
+// the rest with 503, with a Retry-After when the mode gives one.
 type stormServer struct {
 	url string
 	ln  net.Listener
@@ -38,9 +40,10 @@ type stormServer struct {
 	closed   bool
 	storming bool
 	t0       time.Time
-	lim      *Limiter
+	adm      admission
 	out      *Outcome
 	conns    map[*websocket.Conn]struct{}
+	raw      []net.Conn // the sockets under conns, as hijacked
 
 	back    atomic.Int64
 	allBack chan struct{}
@@ -53,7 +56,14 @@ func startStormServer(n int) (*stormServer, error) {
 	}
 	s := &stormServer{url: "ws://" + ln.Addr().String() + "/", ln: ln,
 		conns: map[*websocket.Conn]struct{}{}, allBack: make(chan struct{})}
-	s.hs = &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second}
+	s.hs = &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second,
+		ConnState: func(c net.Conn, st http.ConnState) {
+			if st == http.StateHijacked { // by websocket.Accept
+				s.mu.Lock()
+				s.raw = append(s.raw, c)
+				s.mu.Unlock()
+			}
+		}}
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -70,15 +80,19 @@ func (s *stormServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Lock()
 	admitted, recorded := true, false
+	var retryAfter time.Duration
 	if s.storming && id >= 0 && id < s.out.N {
 		t := time.Since(s.t0)
-		admitted = s.lim.Allow(t)
+		admitted, retryAfter = s.adm.admit(id, t)
 		wasBack := s.out.Back[id] >= 0
-		s.out.attempt(id, t, admitted)
+		s.out.attempt(id, t, admitted, retryAfter)
 		recorded = admitted && !wasBack
 	}
 	s.mu.Unlock()
 	if !admitted {
+		if retryAfter > 0 {
+			w.Header().Set("Retry-After", strconv.Itoa(int(retryAfter/time.Second)))
+		}
 		w.WriteHeader(http.StatusServiceUnavailable)
 		return
 	}
@@ -111,23 +125,33 @@ func (s *stormServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // storm drops every connection at once and starts recording.
-func (s *stormServer) storm(cause Cause, out *Outcome, capacity float64) {
+func (s *stormServer) storm(cause Cause, out *Outcome, capacity float64, server Server) {
 	s.mu.Lock()
-	s.out, s.lim = out, NewLimiter(capacity)
+	s.out, s.adm = out, newAdmission(server, capacity)
 	s.storming, s.t0 = true, time.Now()
-	conns := s.conns
-	s.conns = map[*websocket.Conn]struct{}{}
+	conns, raw := s.conns, s.raw
+	s.conns, s.raw = map[*websocket.Conn]struct{}{}, nil
 	s.mu.Unlock()
-	for ws := range conns {
-		if cause == TryAgainLater {
-			s.wg.Add(1)
-			go func() {
-				defer s.wg.Done()
-				_ = ws.Close(websocket.StatusTryAgainLater, "try again later")
-			}()
-		} else {
-			_ = ws.CloseNow()
+	if cause != TryAgainLater {
+		// A TCP drop: shut the sockets down. websocket.Conn.CloseNow
+		// waits for each connection's reader to return: one after the
+		// other, on a loaded machine, 2,000 of them took seconds, and the
+		// drop was no longer at one instant. The handlers' reads then
+		// fail and they close their websocket.Conns.
+		for _, c := range raw {
+			if tc, ok := c.(*net.TCPConn); ok {
+				_ = tc.CloseWrite()
+			}
+			_ = c.Close()
 		}
+		return
+	}
+	for ws := range conns {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			_ = ws.Close(websocket.StatusTryAgainLater, "try again later")
+		}()
 	}
 }
 
@@ -226,8 +250,9 @@ func RunReal(ctx context.Context, cfg RealConfig) (*Outcome, error) {
 	time.Sleep(200 * time.Millisecond) // let the handshakes' goroutines settle
 
 	out := newOutcome(cfg.N, cfg.Cause, cfg.Capacity, cfg.Variant.Name, true)
+	out.Server = cfg.Server
 	storming.Store(true)
-	srv.storm(cfg.Cause, out, cfg.Capacity)
+	srv.storm(cfg.Cause, out, cfg.Capacity, cfg.Server)
 	select {
 	case <-srv.allBack:
 	case <-time.After(cfg.Timeout):

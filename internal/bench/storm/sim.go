@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
+	"github.com/wsreconnect/wsreconnect"
 )
 
 // Limiter is the server's admission control: a token bucket that admits at
@@ -55,6 +56,9 @@ type SimConfig struct {
 	// dial and a refused handshake take (or a close frame takes to
 	// arrive), which the schedules do not count. 0: none.
 	Latency time.Duration
+	// Server is how the server answers the handshakes it refuses
+	// (Plain: 503 without Retry-After). Ignored when RefuseStatus is set.
+	Server Server
 }
 
 type event struct {
@@ -80,7 +84,8 @@ func (q *eventQueue) Pop() any {
 // Simulate runs a storm on a simulated clock: at t = 0 every client loses
 // its connection for cfg.Cause and asks its schedule for a delay; each
 // attempt reaches the server at once and is admitted or refused with 503
-// by the limiter; a refused client asks its schedule again. Handshakes take
+// (with a Retry-After when cfg.Server gives one) by the server's token
+// bucket; a refused client asks its schedule again. Handshakes take
 // no time. The schedules are the variant's real code; only the clock is
 // simulated.
 func Simulate(cfg SimConfig, v Variant) *Outcome {
@@ -111,7 +116,11 @@ func Simulate(cfg SimConfig, v Variant) *Outcome {
 		q = append(q, event{d + latency(), i})
 	}
 	heap.Init(&q)
-	lim := NewLimiter(cfg.Capacity)
+	o.Server = cfg.Server
+	if cfg.RefuseStatus != 0 {
+		o.Server = Plain
+	}
+	adm := newAdmission(o.Server, cfg.Capacity)
 	refused := disconnectRefused
 	if cfg.RefuseStatus != 0 {
 		refused.HTTPStatus = cfg.RefuseStatus
@@ -123,11 +132,12 @@ func Simulate(cfg SimConfig, v Variant) *Outcome {
 			break
 		}
 		now = e.at
-		admitted := lim.Allow(e.at)
-		o.attempt(e.client, e.at, admitted)
+		admitted, retryAfter := adm.admit(e.client, e.at)
+		o.attempt(e.client, e.at, admitted, retryAfter)
 		if admitted {
 			continue
 		}
+		refused.RetryAfter = min(retryAfter, wsreconnect.DefaultMaxRetryAfter)
 		d := scheds[e.client].Next(refused)
 		if d == backoff.Stop {
 			o.GaveUp++

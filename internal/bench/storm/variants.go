@@ -2,7 +2,9 @@
 // instant, (a) by a TCP drop (no close frame: 1006) or (b) by close code
 // 1013 sent to everyone, come back to one server, which either accepts
 // everyone or accepts at most C connections per second and refuses the
-// rest with HTTP 503 (no Retry-After).
+// rest with HTTP 503: without Retry-After (Plain), or, for the server-side
+// recipe, with a Retry-After that gives each refused client a place in a
+// queue (Paced, see Pacer) or the naive ceil(backlog ÷ C) (Backlog).
 //
 // Two harnesses share the metrics: Simulate runs the schedules on a
 // simulated clock (the library's real schedule and policy code: NewBackOff,

@@ -8,7 +8,7 @@
 // back to back, so the samples interleave on a noisy machine) and compares
 // them with benchstat, profiles the library's side, then runs conncost
 // (raw and wsreconnect, each in its own process with its server in a
-// third), storm and detect. Raw outputs go to results/, the charts to
+// third), storm, detect and fleet (WithDialLimiter). Raw outputs go to results/, the charts to
 // ../../docs/, and the tables between the <!-- benchall:NAME --> markers
 // of ../../BENCHMARKS.md.
 //
@@ -36,6 +36,7 @@ import (
 
 	"github.com/wsreconnect/wsreconnect/internal/bench/conncost"
 	"github.com/wsreconnect/wsreconnect/internal/bench/detect"
+	"github.com/wsreconnect/wsreconnect/internal/bench/fleet"
 	"github.com/wsreconnect/wsreconnect/internal/bench/storm"
 	"golang.org/x/perf/benchfmt"
 	"golang.org/x/perf/benchmath"
@@ -51,7 +52,9 @@ type config struct {
 	hbArgs     []string // heartbeat flags for conncost
 	stormArgs  []string
 	detectArgs []string
+	fleetArgs  []string
 	profile    bool
+	only       string // the -only flag
 }
 
 var (
@@ -69,19 +72,22 @@ func main() {
 		countF  = flag.Int("count", 0, "runs of the per-message benchmarks (default 10; quick 2)")
 		connF   = flag.Int("conns", 0, "idle connections for the per-connection cost (default 10000; quick 200)")
 		windowF = flag.Duration("window", 0, "CPU window for the per-connection cost (default 1m; quick 3s)")
-		onlyF   = flag.String("only", "", "comma-separated steps to run: message,profile,conncost,storm,detect (default all)")
+		onlyF   = flag.String("only", "", "comma-separated steps to run: message,profile,conncost,storm,detect,fleet (default all)")
 	)
 	flag.Parse()
 	log.SetFlags(0)
 	log.SetPrefix("benchall: ")
 	cfg := config{quick: *quickF, write: !*quickF || *writeF, count: 10, benchtime: "1s", connN: 10000, window: time.Minute, profile: true,
-		detectArgs: []string{"-n", "50", "-interval", "200ms", "-timeout", "200ms"}}
+		detectArgs: []string{"-n", "50", "-interval", "200ms", "-timeout", "200ms"},
+		fleetArgs:  []string{"-n", "5000", "-rate", "500", "-burst", "50"}}
 	if cfg.quick {
 		cfg.count, cfg.benchtime, cfg.connN, cfg.window, cfg.profile = 2, "200ms", 200, 3*time.Second, false
 		cfg.hbArgs = []string{"-interval", "1s", "-timeout", "500ms"}
 		cfg.stormArgs = []string{"-sim-n", "1000,10000", "-real-n", "200", "-nc", "3", "-sweep", "3,10", "-timeout", "1m"}
 		cfg.detectArgs = []string{"-n", "10", "-interval", "100ms", "-timeout", "100ms"}
+		cfg.fleetArgs = []string{"-n", "300", "-rate", "200", "-burst", "20", "-timeout", "1m"}
 	}
+	cfg.only = *onlyF
 	if *countF > 0 {
 		cfg.count = *countF
 	}
@@ -91,7 +97,7 @@ func main() {
 	if *windowF > 0 {
 		cfg.window = *windowF
 	}
-	steps := map[string]bool{"message": true, "profile": cfg.profile, "conncost": true, "storm": true, "detect": true}
+	steps := map[string]bool{"message": true, "profile": cfg.profile, "conncost": true, "storm": true, "detect": true, "fleet": true}
 	if *onlyF != "" {
 		for k := range steps {
 			steps[k] = false
@@ -126,7 +132,7 @@ func main() {
 	env := environment(cfg)
 
 	run("go", "test", "-c", "-o", filepath.Join(binDir, "bench.test"), ".")
-	for _, c := range []string{"conncost", "storm", "detect"} {
+	for _, c := range []string{"conncost", "storm", "detect", "fleet"} {
 		run("go", "build", "-o", filepath.Join(binDir, c), "./cmd/"+c)
 	}
 
@@ -157,10 +163,34 @@ func main() {
 		sections["detect"] = t
 		verdicts = append(verdicts, v...)
 	}
+	if steps["fleet"] {
+		t, v := fleetRuns(cfg)
+		sections["fleet"] = t
+		verdicts = append(verdicts, v...)
+	}
 	env = append(env, [2]string{"benchall took", time.Since(start).Round(time.Second).String()})
 	env = append(env, [2]string{"load average after", loadavg()})
-	sections["env"] = envTable(env, cfg)
-	sections["verdict"] = verdictTable(verdicts)
+	if *onlyF == "" {
+		sections["env"] = envTable(env, cfg)
+		sections["env-partial"] = "None: every step ran in the run above.\n"
+		sections["verdict"] = verdictTable(verdicts)
+	} else {
+		// A partial run: the provenance of the full run stays, and this
+		// run's is written beside it; the verdicts of the steps that did
+		// not run are kept from the page.
+		var ran []string
+		for _, k := range stepOrder {
+			if steps[k] {
+				ran = append(ran, k)
+			}
+		}
+		sections["env-partial"] = fmt.Sprintf("Steps %s re-run since:\n\n%s", strings.Join(ran, ", "), envTable(env, cfg))
+		old := ""
+		if b, err := os.ReadFile(filepath.Join(rootDir, "BENCHMARKS.md")); err == nil {
+			old = string(b)
+		}
+		sections["verdict"] = mergeVerdicts(old, verdicts, steps)
+	}
 
 	names := make([]string, 0, len(sections))
 	for k := range sections {
@@ -224,12 +254,15 @@ func environment(cfg config) [][2]string {
 			cpu = string(m[1])
 		}
 	}
-	mode := "full"
+	mode, flags := "full", ""
 	if cfg.quick {
-		mode = "quick"
+		mode, flags = "quick", " -quick"
+	}
+	if cfg.only != "" {
+		flags += " -only " + cfg.only
 	}
 	return [][2]string{
-		{"command", "`cd internal/bench && go run ./cmd/benchall` (" + mode + ")"},
+		{"command", "`cd internal/bench && go run ./cmd/benchall" + flags + "` (" + mode + ")"},
 		{"date", time.Now().UTC().Format("2006-01-02 15:04 UTC")},
 		{"library commit", "`" + desc + "`"},
 		{"Go", runtime.Version() + " " + runtime.GOOS + "/" + runtime.GOARCH},
@@ -253,6 +286,60 @@ func envTable(env [][2]string, cfg config) string {
 	return b.String()
 }
 
+// stepOrder is the order of the steps, and of their rows in the verdict
+// table.
+var stepOrder = []string{"message", "profile", "conncost", "storm", "detect", "fleet"}
+
+// verdictStep names the step a verdict row (its first cell) comes from.
+func verdictStep(what string) string {
+	for _, p := range []struct{ prefix, step string }{
+		{"1 KiB ", "message"}, {"extra allocations", "message"},
+		{"extra goroutines", "conncost"}, {"extra bytes", "conncost"}, {"heartbeat CPU", "conncost"},
+		{"storm ", "storm"}, {"server-paced", "storm"},
+		{"dead-peer", "detect"},
+		{"limited fleet", "fleet"}, {"the same fleet", "fleet"},
+	} {
+		if strings.HasPrefix(what, p.prefix) {
+			return p.step
+		}
+	}
+	return ""
+}
+
+// mergeVerdicts is the verdict table of a partial run: the rows of the
+// steps that ran are vs, the others are kept from page's table, in step
+// order.
+func mergeVerdicts(page string, vs []verdict, ran map[string]bool) string {
+	rows := map[string][]string{}
+	const open, close = "<!-- benchall:verdict -->\n", "<!-- /benchall:verdict -->"
+	if i, j := strings.Index(page, open), strings.Index(page, close); i >= 0 && j > i {
+		for _, line := range strings.Split(page[i+len(open):j], "\n") {
+			cells := strings.Split(line, "|")
+			if len(cells) < 3 || strings.HasPrefix(line, "| target ") || strings.HasPrefix(line, "|---") {
+				continue
+			}
+			step := verdictStep(strings.TrimSpace(cells[1]))
+			if !ran[step] {
+				rows[step] = append(rows[step], line+"\n")
+			}
+		}
+	}
+	for _, v := range vs {
+		step := verdictStep(v.what)
+		rows[step] = append(rows[step], strings.TrimPrefix(verdictTable([]verdict{v}), verdictHeader))
+	}
+	var b strings.Builder
+	b.WriteString(verdictHeader)
+	for _, step := range append(slices.Clone(stepOrder), "") {
+		for _, r := range rows[step] {
+			b.WriteString(r)
+		}
+	}
+	return b.String()
+}
+
+const verdictHeader = "| target | bound | measured | |\n|---|---|---|---|\n"
+
 type verdict struct {
 	what, target, got string
 	ok                bool
@@ -260,7 +347,7 @@ type verdict struct {
 
 func verdictTable(vs []verdict) string {
 	var b strings.Builder
-	b.WriteString("| target | bound | measured | |\n|---|---|---|---|\n")
+	b.WriteString(verdictHeader)
 	for _, v := range vs {
 		mark := "met"
 		if !v.ok {
@@ -525,7 +612,7 @@ func stormRuns(cfg config) (map[string]string, []verdict) {
 	b.WriteString("| N | run | cause | schedule | first window | peak /100 ms | uniform /100 ms over it | peak ÷ uniform | peak ÷ (N/10) | target |\n|---|---|---|---|---|---|---|---|---|---|\n")
 	peakRows := append(slices.Clone(rep.Sim), rep.Real...)
 	for _, m := range peakRows {
-		if m.Capacity != 0 || m.Variant == "proposed" {
+		if m.Capacity != 0 || m.Variant == "proposed" || m.Server != storm.Plain {
 			continue
 		}
 		target := fmt.Sprintf("window ≥ 1 s, ≤ %.2f×: %s", storm.PeakTarget(m.N), okMark(m.PeakOK()))
@@ -546,7 +633,7 @@ func stormRuns(cfg config) (map[string]string, []verdict) {
 	b.Reset()
 	fmt.Fprintf(&b, "| N | run | cause | schedule | 99 %% back | limit 0.99·N/C | ratio | attempts mean / p99 / max | target (≤ 1.25×, ≤ 6) |\n|---|---|---|---|---|---|---|---|---|\n")
 	for _, m := range peakRows {
-		if m.Capacity == 0 {
+		if m.Capacity == 0 || m.Server != storm.Plain {
 			continue
 		}
 		fmt.Fprintf(&b, "| %d | %s | %s | %s | %s | %.2f s | %s | %.2f / %d / %d | %s |\n", m.N, kind(m), cause(m.Cause), m.Variant, t99(m), m.Limit, ratio(m),
@@ -563,10 +650,41 @@ func stormRuns(cfg config) (map[string]string, []verdict) {
 	b.Reset()
 	b.WriteString("| N/C | cause | schedule | 99 % back ÷ limit | attempts max | target |\n|---|---|---|---|---|---|\n")
 	for _, m := range rep.Sweep {
+		if m.Server != storm.Plain {
+			continue
+		}
 		fmt.Fprintf(&b, "| %.0f s | %s | %s | %s | %d | %s |\n", float64(m.N)/m.Capacity, cause(m.Cause), m.Variant, ratio(m), m.AttemptsMax, okMark(m.CapacityOK()))
 	}
 	fmt.Fprintf(&b, "\nSimulated, N = %d.\n", slices.Max(rep.SimNs))
 	sections["storm-sweep"] = b.String()
+
+	// A server that paces the refused with Retry-After.
+	b.Reset()
+	fmt.Fprintf(&b, "| N | N/C | run | cause | the server answers a refusal with | 99 %% back | limit 0.99·N/C | ratio | attempts mean / p99 / max | back before Retry-After | busiest 1 s ÷ C | target (≤ 1.10×, ≤ 3) |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	pacedRow := func(m storm.Metrics) {
+		fmt.Fprintf(&b, "| %d | %.0f s | %s | %s | %s | %s | %.2f s | %s | %.2f / %d / %d | %d | %.2f | %s |\n", m.N, float64(m.N)/m.Capacity, kind(m), cause(m.Cause), m.Server.Describe(),
+			t99(m), m.Limit, ratio(m), m.AttemptsMean, m.AttemptsP99, m.AttemptsMax, m.Early, float64(m.AdmitPeak1s)/m.Capacity, okMark(m.PacedOK()))
+	}
+	big := slices.Max(rep.SimNs)
+	for _, m := range peakRows {
+		if m.Capacity == 0 || m.Variant != "library" || (!m.Real && m.N != big) {
+			continue
+		}
+		pacedRow(m)
+		if m.Server == storm.Paced {
+			what := fmt.Sprintf("server-paced 503 + Retry-After (N/C = %.0f s), %s, %s, N = %d", rep.NC, kind(m), cause(m.Cause), m.N)
+			vs = append(vs,
+				verdict{what + ": 99 % back", "≤ 1.10× limit", fmt.Sprintf("%s (%s)", ratio(m), t99(m)), m.T99Ratio >= 0 && m.T99Ratio <= 1.1},
+				verdict{what + ": attempts per client", "≤ 3", fmt.Sprintf("max %d (mean %.2f, p99 %d)", m.AttemptsMax, m.AttemptsMean, m.AttemptsP99), m.AttemptsMax <= 3})
+		}
+	}
+	for _, m := range rep.Sweep {
+		if m.Variant == "library" && float64(m.N)/m.Capacity != rep.NC {
+			pacedRow(m)
+		}
+	}
+	fmt.Fprintf(&b, "\nEvery client runs the library's defaults. The server admits C connections per second (the same token bucket as above) and refuses the rest with 503; \"back before Retry-After\" counts the attempts that came sooner than the server's last Retry-After to that client; \"busiest 1 s\" is the most admissions in any one-second window (the bucket alone allows 1.1·C).\n")
+	sections["storm-paced"] = b.String()
 
 	b.Reset()
 	b.WriteString("| schedule | what it is | real runs |\n|---|---|---|\n")
@@ -605,6 +723,48 @@ func detection(cfg config) (string, []verdict) {
 	}
 	if len(rs) > 0 {
 		fmt.Fprintf(&b, "\nHeartbeat interval %s, timeout %s. Raw output: `internal/bench/results/detect.json`.\n", rs[0].Interval, rs[0].Timeout)
+	}
+	return b.String(), vs
+}
+
+// ---- fleet ----
+
+func fleetRuns(cfg config) (string, []verdict) {
+	args := append([]string{"-svg", filepath.Join(docsDir, "fleet.svg")}, cfg.fleetArgs...)
+	out := run(bin("fleet"), args...)
+	save("fleet.json", out)
+	var rs []fleet.Result
+	if err := json.Unmarshal(out, &rs); err != nil {
+		log.Fatal(err)
+	}
+	secs := func(x float64) string {
+		if x < 0 {
+			return "not all"
+		}
+		return fmt.Sprintf("%.2f s", x)
+	}
+	var b strings.Builder
+	b.WriteString("| limiter | all back | 99 % back | handshakes | dials started: most in any 1 s / 100 ms | handshakes at the server: most in any 1 s / 100 ms | server's busiest whole second | bound R + B per 1 s / R/10 + B per 100 ms |\n|---|---|---|---|---|---|---|---|\n")
+	var vs []verdict
+	for _, r := range rs {
+		bound, name := "–", "none"
+		if r.Limited {
+			bound = fmt.Sprintf("%d / %d", r.Bound1s, r.Bound100ms)
+			name = fmt.Sprintf("one rate.Limiter(%.0f, %d) shared by all", r.Rate, r.Burst)
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s | %d | %d / %d | %d / %d | %d | %s |\n", name, secs(r.AllBack), secs(r.Back99), r.Attempts,
+			r.ClientMax1s, r.ClientMax100ms, r.Max1s, r.Max100ms, slices.Max(append([]int{0}, r.PerSecond...)), bound)
+		if r.Limited {
+			what := fmt.Sprintf("limited fleet never exceeds R + burst per second (N = %d, R = %.0f/s, burst %d): dials started in any 1 s", r.N, r.Rate, r.Burst)
+			vs = append(vs, verdict{what, fmt.Sprintf("≤ %d", r.Bound1s), fmt.Sprintf("%d (busiest from %.2f s)", r.ClientMax1s, r.ClientMax1sAt), r.ClientMax1s <= r.Bound1s},
+				verdict{"the same fleet, handshakes as the server saw them (no target)", "–",
+					fmt.Sprintf("%d in any 1 s (busiest from %.2f s), %d in the busiest whole second", r.Max1s, r.Max1sAt, slices.Max(append([]int{0}, r.PerSecond...))), true})
+		}
+	}
+	if len(rs) > 0 {
+		r := rs[0]
+		fmt.Fprintf(&b, "\n%d wsreconnect Conns in one process (heartbeat off, all other options at their defaults), the server in a child process; both on 127.0.0.1. Connecting the fleet took %.1f s; the server closed all %d sockets in %.2f s, and 99 %% of the Conns had reported the drop %.2f s after it began, their standard schedule choosing delays of %.2f s on average (%.2f to %.2f s). Raw output: `internal/bench/results/fleet.json`.\n",
+			r.N, r.SetupSeconds, r.N, r.DropSeconds, r.NoticeP99, r.DelayMean, r.DelayMin, r.DelayMax)
 	}
 	return b.String(), vs
 }

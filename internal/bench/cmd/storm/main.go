@@ -1,7 +1,9 @@
 // Command storm runs the reconnect-storm benchmarks: simulated storms of
 // up to 100,000 clients on the library's real schedule code, and real
-// storms of wsreconnect Conns on 127.0.0.1. It prints one JSON document
-// (the metrics of every run) and writes the arrival charts as SVG.
+// storms of wsreconnect Conns on 127.0.0.1, against a server at capacity
+// that refuses with 503 without Retry-After or, paced, with one (the
+// library's schedules only). It prints one JSON document (the metrics of
+// every run) and writes the arrival charts as SVG.
 //
 //	go run ./cmd/storm -svgdir ../../docs > storm.json
 package main
@@ -20,6 +22,7 @@ import (
 
 	"github.com/wsreconnect/wsreconnect/internal/bench/conncost"
 	"github.com/wsreconnect/wsreconnect/internal/bench/storm"
+	"github.com/wsreconnect/wsreconnect/internal/bench/svgchart"
 )
 
 func ints(s string) []int {
@@ -72,6 +75,10 @@ func main() {
 	key := func(n int, c storm.Cause, capacity float64, v string) string {
 		return fmt.Sprint(n, c, capacity, v)
 	}
+	// The servers that answer a refusal with a Retry-After: simulated
+	// with the library's schedules, at every size and in the sweep.
+	pacedServers := []storm.Server{storm.Backlog, storm.Paced}
+	pacedSims := map[string]*storm.Outcome{}
 
 	// Simulated storms: every variant, cause, size, with and without a
 	// capacity limit.
@@ -83,6 +90,12 @@ func main() {
 					sims[key(n, c, capacity, v.Name)] = o
 					rep.Sim = append(rep.Sim, o.Compute())
 				}
+			}
+			for _, srv := range pacedServers {
+				capacity := float64(n) / *nc
+				o := storm.Simulate(storm.SimConfig{N: n, Cause: c, Capacity: capacity, Server: srv}, storm.Library())
+				pacedSims[key(n, c, capacity, string(srv))] = o
+				rep.Sim = append(rep.Sim, o.Compute())
 			}
 		}
 	}
@@ -97,6 +110,10 @@ func main() {
 				cfg := storm.SimConfig{N: big, Cause: c, Capacity: float64(big) / x}
 				rep.Sweep = append(rep.Sweep, storm.Simulate(cfg, v).Compute())
 			}
+			for _, srv := range pacedServers {
+				cfg := storm.SimConfig{N: big, Cause: c, Capacity: float64(big) / x, Server: srv}
+				rep.Sweep = append(rep.Sweep, storm.Simulate(cfg, storm.Library()).Compute())
+			}
 		}
 	}
 
@@ -110,25 +127,31 @@ func main() {
 			v        storm.Variant
 			c        storm.Cause
 			capacity float64
+			server   storm.Server
 		}
 		capacity := float64(*realN) / *nc
 		runs := []run{
-			{storm.Library(), storm.Drop, 0}, {storm.Library(), storm.TryAgainLater, 0},
-			{storm.NoJitter(), storm.Drop, 0}, {storm.BackoffV4(), storm.Drop, 0},
-			{storm.Library(), storm.Drop, capacity}, {storm.Library(), storm.TryAgainLater, capacity},
+			{storm.Library(), storm.Drop, 0, storm.Plain}, {storm.Library(), storm.TryAgainLater, 0, storm.Plain},
+			{storm.NoJitter(), storm.Drop, 0, storm.Plain}, {storm.BackoffV4(), storm.Drop, 0, storm.Plain},
+			{storm.Library(), storm.Drop, capacity, storm.Plain}, {storm.Library(), storm.TryAgainLater, capacity, storm.Plain},
+			{storm.Library(), storm.Drop, capacity, storm.Paced}, {storm.Library(), storm.TryAgainLater, capacity, storm.Paced},
 		}
 		for _, r := range runs {
 			t := time.Now()
 			ctx, cancel := context.WithTimeout(context.Background(), *timeout+2*time.Minute)
-			o, err := storm.RunReal(ctx, storm.RealConfig{N: *realN, Cause: r.c, Capacity: r.capacity, Variant: r.v, Timeout: *timeout})
+			o, err := storm.RunReal(ctx, storm.RealConfig{N: *realN, Cause: r.c, Capacity: r.capacity, Variant: r.v, Timeout: *timeout, Server: r.server})
 			cancel()
 			if err != nil {
-				log.Fatalf("real %s %s: %v", r.v.Name, r.c, err)
+				log.Fatalf("real %s %s %s: %v", r.v.Name, r.c, r.server, err)
 			}
-			reals[key(*realN, r.c, r.capacity, r.v.Name)] = o
+			if r.server == storm.Plain {
+				reals[key(*realN, r.c, r.capacity, r.v.Name)] = o
+			} else {
+				reals[key(*realN, r.c, r.capacity, string(r.server))] = o
+			}
 			m := o.Compute()
 			rep.Real = append(rep.Real, m)
-			log.Printf("real %-16s %-4s capacity %5.0f/s: back %d/%d, t99 %.2fs (%v)", r.v.Name, r.c, r.capacity, m.Back, m.N, m.T99, time.Since(t).Round(time.Millisecond))
+			log.Printf("real %-16s %-4s capacity %5.0f/s %-6s: back %d/%d, t99 %.2fs (%v)", r.v.Name, r.c, r.capacity, r.server, m.Back, m.N, m.T99, time.Since(t).Round(time.Millisecond))
 		}
 	}
 
@@ -166,6 +189,32 @@ func main() {
 			back.Series[i].Dash = i%2 == 1
 		}
 		write("storm-sim-back.svg", back)
+
+		// The servers that pace with Retry-After, against the plain one.
+		var pouts []*storm.Outcome
+		var pnames []string
+		pcolors := []string{"#7f7f7f", "#9467bd", "#2ca02c"}
+		var pcol []string
+		for i, srv := range []storm.Server{storm.Plain, storm.Backlog, storm.Paced} {
+			for _, c := range causes {
+				o := get(c, capacity, "library")
+				if srv != storm.Plain {
+					o = pacedSims[key(n, c, capacity, string(srv))]
+				}
+				pouts = append(pouts, o)
+				pnames = append(pnames, fmt.Sprintf("%s, %s", srv.Describe(), map[storm.Cause]string{storm.Drop: "TCP drop", storm.TryAgainLater: "1013"}[c]))
+				pcol = append(pcol, pcolors[i])
+			}
+		}
+		pback := storm.BackChart(
+			fmt.Sprintf("Simulated storm of %d clients at capacity: what the server answers", n), n, capacity, pouts, pnames, 32)
+		pback.Subtitle = fmt.Sprintf("N = %d clients with the library's defaults, server admits %.0f/s; limit 0.99·N/C = %.1f s", n, capacity, 0.99*float64(n)/capacity)
+		pback.Refs = append(pback.Refs, svgchart.Ref{Label: "1.1 × limit", Value: 1.1 * 0.99 * float64(n) / capacity, Color: "#2ca02c"})
+		for i := range pback.Series {
+			pback.Series[i].Color = pcol[i]
+			pback.Series[i].Dash = i%2 == 1
+		}
+		write("storm-paced-back.svg", pback)
 		if *realN > 0 {
 			rn := *realN
 			ru := float64(rn) * storm.Bin.Seconds()
@@ -190,6 +239,13 @@ func main() {
 				ch.Series = append(ch.Series, s)
 			}
 			write("storm-real-capacity.svg", ch)
+			if o := reals[key(rn, storm.TryAgainLater, rc, string(storm.Paced))]; o != nil {
+				pch := storm.ArrivalChart(
+					fmt.Sprintf("Real storm of %d Conns against a server at capacity that paces them with Retry-After", rn), rn,
+					[]*storm.Outcome{rget(storm.TryAgainLater, rc, "library"), o, reals[key(rn, storm.Drop, rc, string(storm.Paced))]},
+					[]string{"1013, then 503 without Retry-After", "1013, then 503 + Retry-After (paced)", "TCP drop, then 503 + Retry-After (paced)"}, 24, 0, rc)
+				write("storm-paced-real.svg", pch)
+			}
 		}
 	}
 	rep.ElapsedSec = time.Since(start).Seconds()
