@@ -13,10 +13,8 @@ import (
 
 const (
 	// markerEvery is how many bytes written pass between two of the
-	// heartbeat's markers (see heartbeat.marker) while the peer may be
-	// slow; markerMax, while it keeps up.
+	// heartbeat's markers (see heartbeat.marker).
 	markerEvery = 256 << 10
-	markerMax   = 4 << 20
 	// maxMarkers bounds the markers waiting for their pongs at once.
 	maxMarkers = 64
 	// pingWriteBound is how long coder/websocket may take to write a
@@ -51,10 +49,7 @@ const (
 // the Write and after it, while what we wrote drains from the kernel's
 // buffers. A long message is written in fragments (fragmentSize) so that
 // pings can pass between them. Markers are only evidence: one that is never
-// answered does not kill the connection. While each marker is answered
-// before the next is due, the peer keeps up and the spacing doubles, to
-// markerMax, so that a fast link pays for few pings; an unanswered marker
-// or a probe brings it back to markerEvery.
+// answered does not kill the connection.
 type heartbeat struct {
 	s                       *session
 	interval, timeout, step time.Duration
@@ -73,7 +68,6 @@ type heartbeat struct {
 	lastActive time.Time // when the last evidence came (to within a step; never later)
 	probe      probe
 	markers    int            // markers waiting for their pongs
-	spacing    int64          // bytes between markers
 	wg         sync.WaitGroup // checks in progress, probes, markers
 }
 
@@ -95,7 +89,6 @@ func (hb *heartbeat) init(s *session, cfg *config) {
 	hb.ctx, hb.cancel = context.WithCancel(context.Background())
 	if protocolPings {
 		hb.fragments = true
-		hb.spacing = markerEvery
 		hb.nextMarker.Store(markerEvery)
 	}
 }
@@ -218,11 +211,6 @@ func (hb *heartbeat) nudge() {
 // its pong (see pingWriteBound), which still counts as evidence.
 func (hb *heartbeat) sendProbe(now time.Time) {
 	hb.probe = probe{on: true, id: hb.probe.id + 1, sent: now}
-	if hb.spacing > markerEvery {
-		// No answer for a while: if we are writing, mark it densely.
-		hb.spacing = markerEvery
-		hb.nextMarker.Store(min(hb.nextMarker.Load(), hb.s.out.Load()+markerEvery))
-	}
 	id := hb.probe.id
 	s := hb.s
 	hb.wg.Add(1)
@@ -268,12 +256,7 @@ func (hb *heartbeat) marker() {
 	if hb.stopped || out < hb.nextMarker.Load() {
 		return
 	}
-	if hb.markers == 0 {
-		hb.spacing = min(2*hb.spacing, markerMax) // all answered: it keeps up
-	} else {
-		hb.spacing = markerEvery
-	}
-	hb.nextMarker.Store(out + hb.spacing)
+	hb.nextMarker.Store(out + markerEvery)
 	if hb.markers >= maxMarkers {
 		return
 	}
