@@ -36,10 +36,10 @@ const (
 // reason. While the pump is parked nothing is read, so nothing could
 // arrive: a slow application is not a dead peer, and the peer is not
 // judged. Checks run every step while evidence keeps arriving, and the
-// first evidence after each check is timed, so silence is never
-// overestimated and is underestimated by at most a step: a probe is never
-// late, and a dead peer is found within interval + timeout of its last
-// sign of life.
+// first evidence after each check is timed: silence is never
+// underestimated, and is overestimated by at most a step, so a probe is
+// never late, and a dead peer is found within interval + timeout of its
+// last sign of life.
 //
 // Busy is not dead either. A peer still consuming what we write is alive,
 // but a probe written behind megabytes of our data is answered only once

@@ -163,14 +163,20 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}()
 }
 
-// Close ends every connection and waits for their goroutines.
+// Close ends every connection and waits for their goroutines. It closes
+// the connections without holding s.mu: CloseNow waits for a reader that
+// may be in OnPingReceived, which takes s.mu.
 func (s *Server) Close() {
 	s.mu.Lock()
 	s.cancel()
+	conns := make([]*websocket.Conn, 0, len(s.conns))
 	for ws := range s.conns {
-		ws.CloseNow()
+		conns = append(conns, ws)
 	}
 	s.mu.Unlock()
+	for _, ws := range conns {
+		ws.CloseNow()
+	}
 	s.wg.Wait()
 }
 
