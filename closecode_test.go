@@ -608,19 +608,20 @@ func checkDelay(t *testing.T, cfg *config, dec Decision, retryAfter, delay time.
 	if !ok {
 		t.Fatalf("%s: the default schedules never stop", what)
 	}
-	hi := cfg.maxDelay
+	// The max delay caps both schedules (the overload floor of 1 s stays);
+	// a Retry-After replaces them: [hint, hint + a tenth], clamped.
+	lo, hi := time.Duration(0), cfg.maxDelay
 	if dec == RetryOverload {
-		// The overload floor holds under a small max delay: [floor, 2·floor).
-		hi = max(hi, 2*max(minOverloadDelay, cfg.initialDelay))
+		hi = max(hi, minOverloadDelay)
 	}
 	if retryAfter > 0 {
-		hi = max(hi, cfg.maxRetryAfter)
+		lo, hi = retryAfter, max(retryAfter, min(retryAfter+retryAfter/10, cfg.maxRetryAfter))
+		if dec == RetryOverload {
+			lo, hi = max(lo, minOverloadDelay), max(hi, minOverloadDelay)
+		}
 	}
-	if delay < 0 || delay > hi {
-		t.Fatalf("%s: outside [0, %v]", what, hi)
-	}
-	if delay < retryAfter {
-		t.Fatalf("%s: sooner than Retry-After", what)
+	if delay < lo || delay > hi {
+		t.Fatalf("%s: outside [%v, %v]", what, lo, hi)
 	}
 	if dec == RetryOverload && delay < minOverloadDelay {
 		t.Fatalf("%s: the overload schedule waits at least %v", what, minOverloadDelay)

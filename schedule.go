@@ -86,8 +86,9 @@ func (b *windowBackOff) NextBackOff() time.Duration {
 // Every retry takes the standard schedule's next delay (so that a custom
 // schedule's backoff.Stop counts every consecutive failure, whatever the
 // decisions were); an overload retry waits at least the overload
-// schedule's delay. The max delay caps both; only a Retry-After floor may
-// exceed it.
+// schedule's delay. The max delay caps both. A Retry-After hint replaces
+// them: the client comes back when the server said (up to
+// WithMaxRetryAfter).
 type schedules struct {
 	std           backoff.BackOff
 	overload      windowBackOff
@@ -134,11 +135,18 @@ func (s *schedules) next(dec Decision, retryAfter time.Duration) (time.Duration,
 	if dec == RetryOverload {
 		delay = max(delay, s.overload.NextBackOff())
 	}
-	if retryAfter > 0 && delay < retryAfter {
-		// Never sooner than the server asked, but spread by up to a tenth
-		// so that clients refused together do not return together.
+	if retryAfter > 0 {
+		// The server says when to come back, and the client does: not
+		// sooner, and not later than a tenth more, spread over that tenth so
+		// that clients told the same do not return together. It replaces
+		// the schedules' own delay, so that a server that paces its clients
+		// (see BENCHMARKS.md) can call them back sooner than the schedule
+		// would; the overload floor stays.
 		delay = min(retryAfter+rand.N(retryAfter/10+1), s.maxRetryAfter)
 		delay = max(delay, retryAfter)
+		if dec == RetryOverload {
+			delay = max(delay, minOverloadDelay)
+		}
 	}
 	return delay, true
 }

@@ -391,19 +391,20 @@ func TestSchedulesRetryAfter(t *testing.T) {
 				t.Fatalf("delays in [%v, %v]: not spread over [%v, %v]", lo, hi, ra, ra+ra/10)
 			}
 
-			// A hint below the schedule's own delay changes nothing.
+			// A hint below the schedule's own delay sets the delay too: a
+			// server that paces its clients calls them back when it says,
+			// however many times they were refused (never under the
+			// overload floor).
 			s, _ = testSchedules(t, WithMaxDelay(30*time.Second))
 			for i := range 8 {
-				d, _ := s.next(dec, time.Millisecond)
-				var wlo, whi time.Duration
-				if dec == Retry {
-					wlo, whi = stdWindow(i+1, time.Second, 30*time.Second)
-				} else {
-					wlo, whi = overloadWindow(i+1, time.Second, 30*time.Second)
+				s.next(dec, 0) // the schedules grow
+				d, _ := s.next(dec, 2*time.Second)
+				if d < 2*time.Second || d > 2*time.Second+200*time.Millisecond {
+					t.Fatalf("delay %d with Retry-After 2s: %v, want [2s, 2.2s]", i+1, d)
 				}
-				if d < time.Millisecond || !inWindow(d, wlo, whi) {
-					t.Fatalf("delay %d with Retry-After 1ms: %v, want [%v, %v)", i+1, d, wlo, whi)
-				}
+			}
+			if d, _ := s.next(dec, 100*time.Millisecond); dec == RetryOverload && d != time.Second || dec == Retry && d > 110*time.Millisecond {
+				t.Fatalf("Retry-After 100ms: %v", d)
 			}
 
 			// The jitter never goes past the max Retry-After.
