@@ -12,9 +12,14 @@ import (
 )
 
 const (
-	// markerEvery is how many bytes written pass between two of the
-	// heartbeat's markers (see heartbeat.marker).
-	markerEvery = 256 << 10
+	// markerRate is the slowest a peer may read what we write and still
+	// count as alive: markers are placed so that it reads from one to the
+	// next within the heartbeat's interval + timeout (see heartbeat.marker).
+	markerRate = 32 << 10 // bytes per second
+	// minMarkerSpacing and maxMarkerSpacing bound the bytes between two
+	// markers.
+	minMarkerSpacing = 64 << 10
+	maxMarkerSpacing = 4 << 20
 	// maxMarkers bounds the markers waiting for their pongs at once.
 	maxMarkers = 64
 	// pingWriteBound is how long coder/websocket may take to write a
@@ -44,17 +49,22 @@ const (
 // Busy is not dead either. A peer still consuming what we write is alive,
 // but a probe written behind megabytes of our data is answered only once
 // the peer has read them, however slowly it does so. So while data is
-// written, the heartbeat places a protocol ping among it every markerEvery
+// written, the heartbeat places a protocol ping among it every spacing
 // bytes (a marker): each pong proves the peer has read up to it, during
 // the Write and after it, while what we wrote drains from the kernel's
 // buffers. A long message is written in fragments (fragmentSize) so that
 // pings can pass between them. Markers are only evidence: one that is never
-// answered does not kill the connection.
+// answered does not kill the connection. The spacing is what a peer reading
+// markerRate bytes a second reads in interval + timeout (960 KiB for the
+// default heartbeat), so that such a peer answers a marker before it could
+// be judged dead; a faster link pays for few pings (each ping and pong costs
+// coder/websocket about a KiB of garbage).
 type heartbeat struct {
 	s                       *session
 	interval, timeout, step time.Duration
 	pingFunc                func(context.Context, *websocket.Conn) error
 	fragments               bool         // long messages are written in fragments
+	spacing                 int64        // bytes between two markers
 	nextMarker              atomic.Int64 // session.out at which the next marker is due
 
 	ctx    context.Context // ends when the heartbeat stops
@@ -89,7 +99,8 @@ func (hb *heartbeat) init(s *session, cfg *config) {
 	hb.ctx, hb.cancel = context.WithCancel(context.Background())
 	if protocolPings {
 		hb.fragments = true
-		hb.nextMarker.Store(markerEvery)
+		hb.spacing = int64(min(max((hb.interval+hb.timeout).Seconds()*markerRate, minMarkerSpacing), maxMarkerSpacing))
+		hb.nextMarker.Store(hb.spacing)
 	}
 }
 
@@ -248,7 +259,7 @@ func (hb *heartbeat) probeFailed(id uint64) {
 }
 
 // marker places a ping among the data being written; session.wrote calls
-// it each time another markerEvery bytes have been written.
+// it each time another spacing bytes have been written.
 func (hb *heartbeat) marker() {
 	hb.mu.Lock()
 	defer hb.mu.Unlock()
@@ -256,7 +267,7 @@ func (hb *heartbeat) marker() {
 	if hb.stopped || out < hb.nextMarker.Load() {
 		return
 	}
-	hb.nextMarker.Store(out + markerEvery)
+	hb.nextMarker.Store(out + hb.spacing)
 	if hb.markers >= maxMarkers {
 		return
 	}

@@ -226,9 +226,11 @@ func WithDialTimeout(d time.Duration) Option {
 }
 
 // WithMaxRetryAfter bounds how long a server's Retry-After header can make
-// the client wait. Retry-After is honoured as a floor on 429 and 503 (and
-// any handshake status the policy retries); larger, negative or malformed
-// values never make the client wait longer than this. 0 ignores Retry-After.
+// the client wait. On 429 and 503 (and any handshake status the policy
+// retries) Retry-After says when to come back: it replaces the schedules'
+// delay, plus up to a tenth of spread, never sooner (and, on an overload
+// status, never under 1 s); larger values never make the client wait longer
+// than this, negative or malformed ones are ignored. 0 ignores Retry-After.
 // Default 5 min (DefaultMaxRetryAfter); valid range 0 to 24 h.
 func WithMaxRetryAfter(d time.Duration) Option {
 	return optionFunc(func(c *config) { c.maxRetryAfter = d })
@@ -269,8 +271,11 @@ func WithBackOff(newBackOff func() backoff.BackOff) Option {
 // waits. While the Conn writes, a peer that is still reading what it was
 // sent is alive even if a ping cannot reach it in time: with the heartbeat
 // on, messages over 64 KiB go out in 64 KiB fragments, with a ping among
-// them every 256 KiB written, and each pong proves the peer has read that
-// far, during the Write and after it, while the kernel's buffers drain.
+// the data written every (interval + timeout) × 32 KiB/s (960 KiB for the
+// defaults; at least 64 KiB, at most 4 MiB), and each pong proves the peer
+// has read that far, during the Write and after it, while the kernel's
+// buffers drain. So a peer that reads what it is sent at 32 KiB/s or more
+// is alive, however long the upload.
 //
 // An interval of 0 disables the heartbeat (and the fragments). Otherwise
 // interval and timeout must be between 10 ms and 24 h. Default 20 s and
