@@ -116,6 +116,7 @@ type Conn struct {
 
 	closeCalled chan struct{} // closed by the first Close or CloseNow, under mu
 	done        chan struct{} // closed when the supervisor has returned
+	readStop    chan struct{} // closed with the first of closeCalled and the Conn's end: Read stops waiting
 	first       chan error    // the outcome of the first connection, for Dial
 
 	// ended ends when Close is called: the ctx of waits that only Close
@@ -169,6 +170,7 @@ func Dial(ctx context.Context, dial DialFunc, opts ...Option) (*Conn, error) {
 		base:        context.WithoutCancel(ctx),
 		closeCalled: make(chan struct{}),
 		done:        make(chan struct{}),
+		readStop:    make(chan struct{}),
 		first:       make(chan error, 1),
 		inbox:       newInbox(),
 		changed:     make(chan struct{}),
@@ -211,7 +213,7 @@ func (c *Conn) Read(ctx context.Context) (websocket.MessageType, []byte, error) 
 	if c.isClosing() {
 		return 0, nil, ErrClosed
 	}
-	m, ok, err := c.inbox.take(ctx, c.closeCalled, c.done)
+	m, ok, err := c.inbox.take(ctx, c.readStop)
 	switch {
 	case c.isClosing():
 		return 0, nil, ErrClosed
@@ -295,6 +297,7 @@ func (c *Conn) shutdown(graceful bool, code websocket.StatusCode, reason string)
 	first := !c.isClosing()
 	if first {
 		close(c.closeCalled)
+		c.stopReads()
 		signal(c.wake)
 	}
 	s, ph, cancel := c.sess, c.phase, c.cancelAttempt
@@ -477,6 +480,15 @@ func (c *Conn) callback(fn func()) bool {
 	}()
 	fn()
 	return true
+}
+
+// stopReads makes Reads stop waiting (once). c.mu must be held.
+func (c *Conn) stopReads() {
+	select {
+	case <-c.readStop:
+	default:
+		close(c.readStop)
+	}
 }
 
 // broadcastLocked wakes every Write waiting for a change. c.mu must be held.

@@ -104,9 +104,9 @@ func (in *inbox) popLocked() (message, bool) {
 	return m, true
 }
 
-// take returns the oldest message, waiting for one until ctx ends or closed
-// or ended is closed (then ok is false and err is ctx's error, or nil).
-func (in *inbox) take(ctx context.Context, closed, ended <-chan struct{}) (m message, ok bool, err error) {
+// take returns the oldest message, waiting for one until ctx ends or stop
+// is closed (then ok is false and err is ctx's error, or nil).
+func (in *inbox) take(ctx context.Context, stop <-chan struct{}) (m message, ok bool, err error) {
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	for {
@@ -114,9 +114,7 @@ func (in *inbox) take(ctx context.Context, closed, ended <-chan struct{}) (m mes
 			return m, true, nil
 		}
 		select {
-		case <-closed:
-			return message{}, false, nil
-		case <-ended:
+		case <-stop:
 			return message{}, false, nil
 		default:
 		}
@@ -124,8 +122,7 @@ func (in *inbox) take(ctx context.Context, closed, ended <-chan struct{}) (m mes
 		in.mu.Unlock()
 		select {
 		case <-in.avail:
-		case <-closed:
-		case <-ended:
+		case <-stop:
 		case <-ctx.Done():
 			err = ctx.Err()
 		}
@@ -139,7 +136,8 @@ func (in *inbox) take(ctx context.Context, closed, ended <-chan struct{}) (m mes
 
 // waitRoom returns once at most readAhead messages wait, or at once when
 // ending is closed (a connection that ends is drained without the bound).
-// While it waits, nothing reads the connection: the pump is parked.
+// While it waits, nothing reads the connection: the pump is parked. The
+// pump calls it when push reports more than readAhead waiting.
 func (in *inbox) waitRoom(ending <-chan struct{}, parked func(bool)) {
 	for {
 		in.mu.Lock()

@@ -341,6 +341,7 @@ func (c *Conn) finish(stopErr error) {
 		c.first <- stopErr
 	}
 	c.broadcastLocked()
+	c.stopReads()
 }
 
 func (c *Conn) logger() *slog.Logger { return c.cfg.logger }

@@ -56,8 +56,9 @@ type session struct {
 	killTimer *time.Timer
 	tasks     sync.WaitGroup // the close handshake and a pending kill
 
-	scratch []byte   // the pump's read buffer
-	plat    platform // what the platform needs (platform*.go)
+	scratch   []byte   // the pump's read buffer, for small messages
+	largeHint int      // the length of the last large message, if the last was large
+	plat      platform // what the platform needs (platform*.go)
 }
 
 const (
@@ -141,7 +142,6 @@ func (s *session) endErr() error {
 func (s *session) serve() {
 	ctx := s.readContext()
 	for {
-		s.c.inbox.waitRoom(s.endedCh, s.setParked)
 		typ, data, err := s.readMessage(ctx)
 		if err != nil {
 			err = s.peerClose(err)
@@ -151,9 +151,12 @@ func (s *session) serve() {
 			s.end()
 			return
 		}
-		if s.c.inbox.push(message{typ, data}) >= maxDrain {
+		switch n := s.c.inbox.push(message{typ, data}); {
+		case n >= maxDrain:
 			s.end()
 			s.kill()
+		case n > readAhead:
+			s.c.inbox.waitRoom(s.endedCh, s.setParked)
 		}
 	}
 }
@@ -182,23 +185,44 @@ func (s *session) evidence() {
 
 // readMessage reads one whole message, counting each piece of it as it
 // arrives so that a long message on a slow link is not mistaken for
-// silence.
+// silence. A small message is read into the pump's buffer and copied out;
+// a large one is read into a buffer of its own, handed over as is: sized
+// after the last large message (a stream of them costs one allocation
+// each, no copy), and doubled when it is too small.
 func (s *session) readMessage(ctx context.Context) (websocket.MessageType, []byte, error) {
 	typ, r, err := s.ws.Reader(ctx)
 	if err != nil {
 		return 0, nil, err
 	}
 	s.evidence()
-	buf := s.scratch[:0]
-	if cap(buf) == 0 {
-		buf = make([]byte, 0, 512)
+	if cap(s.scratch) == 0 {
+		s.scratch = make([]byte, 0, 512)
+	}
+	buf, inScratch := s.scratch[:0], true
+	if s.largeHint > 0 {
+		buf, inScratch = make([]byte, 0, s.largeHint), false
 	}
 	for {
-		if len(buf) == cap(buf) {
-			buf = append(buf, 0)[:len(buf)]
+		var n int
+		var err error
+		if inScratch && len(buf) == cap(buf) {
+			buf, inScratch = append(make([]byte, 0, 2*cap(buf)), buf...), false
 		}
-		n, err := r.Read(buf[len(buf):cap(buf)])
-		buf = buf[:len(buf)+n]
+		if len(buf) < cap(buf) {
+			n, err = r.Read(buf[len(buf):cap(buf)])
+			buf = buf[:len(buf)+n]
+		} else {
+			// Full: read on into a small buffer, and grow only if more
+			// than the end of the message comes (a message that fills its
+			// hint exactly is not copied).
+			probe := s.probe()
+			n, err = r.Read(probe)
+			if n > 0 {
+				grown := make([]byte, len(buf), 2*cap(buf)+n)
+				copy(grown, buf)
+				buf = append(grown, probe[:n]...)
+			}
+		}
 		if n > 0 {
 			s.evidence()
 		}
@@ -209,15 +233,28 @@ func (s *session) readMessage(ctx context.Context) (websocket.MessageType, []byt
 			return 0, nil, err
 		}
 	}
-	if cap(buf) > maxScratch {
-		// A large message: hand over the buffer itself rather than copy
-		// it, and do not keep that much memory per idle connection.
-		s.scratch = nil
+	switch {
+	case inScratch:
+		return typ, bytes.Clone(buf), nil
+	case len(buf) > maxScratch:
+		s.largeHint = len(buf)
+		if cap(buf) > 2*len(buf) {
+			return typ, bytes.Clone(buf), nil // do not hand over more than twice the message
+		}
 		return typ, buf, nil
+	case cap(buf) > maxScratch:
+		// A small message after large ones: the large buffer was no use.
+		s.largeHint = 0
+		return typ, bytes.Clone(buf), nil
 	}
+	// Grown out of the scratch buffer, but small: keep it as the next one.
 	s.scratch = buf[:0]
 	return typ, bytes.Clone(buf), nil
 }
+
+// probe returns a small buffer to read into: the pump's own buffer, when
+// a message is read into one of its own.
+func (s *session) probe() []byte { return s.scratch[:cap(s.scratch)] }
 
 // write writes one whole message.
 func (s *session) write(ctx context.Context, typ websocket.MessageType, p []byte) error {
