@@ -42,9 +42,10 @@ const (
 // arrive: a slow application is not a dead peer, and the peer is not
 // judged. Checks run every step while evidence keeps arriving, and the
 // first evidence after each check is timed: silence is never
-// underestimated, and is overestimated by at most a step, so a probe is
-// never late, and a dead peer is found within interval + timeout of its
-// last sign of life.
+// underestimated, and is overestimated by at most a step (an eighth of the
+// shorter of interval and timeout), so a probe is never late, and a dead
+// peer is found within interval + timeout of its last sign of life, and no
+// sooner than a step before that.
 //
 // Busy is not dead either. A peer still consuming what we write is alive,
 // but a probe written behind megabytes of our data is answered only once
@@ -95,7 +96,7 @@ func (hb *heartbeat) init(s *session, cfg *config) {
 		return // off
 	}
 	hb.interval, hb.timeout, hb.pingFunc = cfg.hbInterval, cfg.hbTimeout, cfg.pingFunc
-	hb.step = max(min(hb.interval, hb.timeout)/4, time.Millisecond)
+	hb.step = max(min(hb.interval, hb.timeout)/8, time.Millisecond)
 	hb.ctx, hb.cancel = context.WithCancel(context.Background())
 	if protocolPings {
 		hb.fragments = true

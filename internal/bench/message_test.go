@@ -12,22 +12,22 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-// BenchmarkMessage measures one 1 KiB binary Write or Read per op, for each
-// client against the same kind of loopback server. Compare the impls with
+// BenchmarkMessage measures one Write or Read per op, for each client and
+// each Case (see Cases). Compare the clients with
 //
 //	benchstat -col /impl results.txt
 func BenchmarkMessage(b *testing.B) {
-	for _, op := range Ops {
-		for _, impl := range Impls {
-			b.Run("op="+op+"/impl="+impl, func(b *testing.B) {
+	for _, c := range Cases() {
+		for _, impl := range c.Impls {
+			b.Run("op="+c.Op+"/peer="+c.Peer+"/size="+SizeName(c.Size)+"/impl="+impl, func(b *testing.B) {
 				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 				defer cancel()
-				s, err := Open(ctx, op, impl)
+				s, err := Open(ctx, c, impl)
 				if err != nil {
 					b.Fatal(err)
 				}
 				defer s.Close()
-				b.SetBytes(PayloadSize)
+				b.SetBytes(int64(c.Size))
 				b.ReportAllocs()
 				for b.Loop() {
 					if err := s.Op(); err != nil {
@@ -39,20 +39,24 @@ func BenchmarkMessage(b *testing.B) {
 	}
 }
 
-// TestMessageQuick runs each benchmark's operation a few hundred times: the
-// quick mode CI runs, so that the benchmarks keep compiling and working.
+// TestMessageQuick runs each benchmark's operation a few times: the quick
+// mode CI runs, so that the benchmarks keep compiling and working.
 func TestMessageQuick(t *testing.T) {
-	for _, op := range Ops {
-		for _, impl := range Impls {
-			t.Run(op+"/"+impl, func(t *testing.T) {
+	for _, c := range Cases() {
+		for _, impl := range c.Impls {
+			t.Run(c.Op+"/"+c.Peer+"/"+SizeName(c.Size)+"/"+impl, func(t *testing.T) {
 				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 				defer cancel()
-				s, err := Open(ctx, op, impl)
+				s, err := Open(ctx, c, impl)
 				if err != nil {
 					t.Fatal(err)
 				}
 				defer s.Close()
-				for range 300 {
+				n := 300
+				if c.Size > 1<<20 {
+					n = 5
+				}
+				for range n {
 					if err := s.Op(); err != nil {
 						t.Fatal(err)
 					}
