@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"runtime"
 	"testing"
 	"time"
 
@@ -29,11 +30,17 @@ func BenchmarkMessage(b *testing.B) {
 				defer s.Close()
 				b.SetBytes(int64(c.Size))
 				b.ReportAllocs()
+				// allocs/op is truncated to an integer per run: mallocs/op is
+				// the same count, not rounded, to tell 0.05 from 0.
+				var before, after runtime.MemStats
+				runtime.ReadMemStats(&before)
 				for b.Loop() {
 					if err := s.Op(); err != nil {
 						b.Fatal(err)
 					}
 				}
+				runtime.ReadMemStats(&after)
+				b.ReportMetric(float64(after.Mallocs-before.Mallocs)/float64(b.N), "mallocs/op")
 			})
 		}
 	}
