@@ -5,7 +5,7 @@ package storm
 // and libSchedule's copy of schedules.next, but with candidate windows in
 // place of NewBackOff and NewOverloadBackOff. Simulation only: none of
 // them is the library's code, and the library is not changed. The tables
-// are printed by TestStudyTables (STORM_STUDY=1).
+// are printed by go run ./cmd/storm -study.
 
 import (
 	"fmt"

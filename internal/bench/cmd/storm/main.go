@@ -61,10 +61,15 @@ func main() {
 		sweep   = flag.String("sweep", "3,10,30", "N/C values (seconds) for the sweep at the largest simulated N")
 		svgdir  = flag.String("svgdir", "", "write the charts here (none when empty)")
 		timeout = flag.Duration("timeout", 3*time.Minute, "longest wait for a real storm to settle")
+		study   = flag.Bool("study", false, "print the schedule study's tables (minutes) and nothing else")
 	)
 	flag.Parse()
 	log.SetFlags(0)
 	log.SetPrefix("storm: ")
+	if *study {
+		fmt.Print(storm.StudyTables())
+		return
+	}
 	start := time.Now()
 	rep := storm.Report{SimNs: ints(*simN), RealN: *realN, NC: *nc, SweepNCs: floats(*sweep)}
 	for _, v := range storm.Variants() {
