@@ -14,15 +14,24 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-// The simulation's copy of schedules.next honours a Retry-After floor, as
-// the library does.
+// The simulation's copy of schedules.next lets a Retry-After replace the
+// schedules' delay, as the library does: the client comes back then, up
+// to a tenth later, whether the schedule's own delay was shorter or
+// longer; after an overload, never within 1 s.
 func TestLibraryRetryAfter(t *testing.T) {
-	d := disconnectRefused
-	d.RetryAfter = 7 * time.Second
-	for range 100 {
-		// The first overload delay, [1, 4) s, is below the hint.
-		if got := Library().New(nil).Next(d); got < 7*time.Second || got > 7700*time.Millisecond {
-			t.Fatalf("delay %v with Retry-After 7 s", got)
+	for _, tc := range []struct {
+		retryAfter, lo, hi time.Duration
+	}{
+		{7 * time.Second, 7 * time.Second, 7700 * time.Millisecond}, // the first overload window, [1, 4) s, is shorter
+		{2 * time.Second, 2 * time.Second, 2200 * time.Millisecond}, // and longer, at times
+		{300 * time.Millisecond, time.Second, time.Second},          // the overload floor
+	} {
+		d := disconnectRefused
+		d.RetryAfter = tc.retryAfter
+		for range 200 {
+			if got := Library().New(nil).Next(d); got < tc.lo || got > tc.hi {
+				t.Fatalf("delay %v with Retry-After %v, want [%v, %v]", got, tc.retryAfter, tc.lo, tc.hi)
+			}
 		}
 	}
 }

@@ -158,9 +158,9 @@ func BackoffV4() Variant {
 // libSchedule is what a Conn's supervisor does with its default options:
 // DefaultPolicy picks the schedule, NewBackOff(1 s, 30 s) is the standard
 // one (capped at the max delay) and NewOverloadBackOff(1 s, 30 s) the
-// overload one, and a Retry-After hint is a floor. Next mirrors
-// schedules.next in reconnect.go line for line (it is unexported there);
-// spread is its "up to a tenth" jitter above a Retry-After floor.
+// overload one, and a Retry-After replaces their delay. Next mirrors
+// schedules.next in schedule.go line for line (it is unexported there);
+// spread is its "up to a tenth" jitter above a Retry-After.
 type libSchedule struct {
 	std, overload backoff.BackOff
 	maxDelay      time.Duration
@@ -169,27 +169,31 @@ type libSchedule struct {
 }
 
 func (s *libSchedule) Next(d wsreconnect.Disconnect) time.Duration {
-	var delay time.Duration
-	switch wsreconnect.DefaultPolicy(d) {
-	case wsreconnect.Retry:
-		delay = s.std.NextBackOff()
-		if delay == backoff.Stop {
-			return backoff.Stop
-		}
-		delay = min(max(delay, 0), s.maxDelay)
-	case wsreconnect.RetryOverload:
-		delay = s.overload.NextBackOff()
-	default:
+	dec := wsreconnect.DefaultPolicy(d)
+	if dec != wsreconnect.Retry && dec != wsreconnect.RetryOverload {
 		panic("storm: the default policy stopped on " + d.String())
 	}
-	if ra := d.RetryAfter; ra > 0 && delay < ra {
+	delay := s.std.NextBackOff()
+	if delay == backoff.Stop {
+		return backoff.Stop
+	}
+	delay = min(max(delay, 0), s.maxDelay)
+	if dec == wsreconnect.RetryOverload {
+		delay = max(delay, s.overload.NextBackOff())
+	}
+	if ra := d.RetryAfter; ra > 0 {
+		// Retry-After replaces the schedules' delay, the overload floor
+		// of 1 s kept.
 		delay = max(min(ra+s.spread(ra), s.maxRetryAfter), ra)
+		if dec == wsreconnect.RetryOverload {
+			delay = max(delay, time.Second)
+		}
 	}
 	return delay
 }
 
-// librarySpread is the library's jitter above a Retry-After floor: up to a
-// tenth of it (reconnect.go, schedules.next).
+// librarySpread is the library's jitter above a Retry-After: up to a
+// tenth of it (schedule.go, schedules.next).
 func librarySpread(ra time.Duration) time.Duration { return rand.N(ra/10 + 1) }
 
 // Library is the library's default: 1006 on the standard schedule
