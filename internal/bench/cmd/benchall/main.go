@@ -185,11 +185,11 @@ func main() {
 				ran = append(ran, k)
 			}
 		}
-		sections["env-partial"] = fmt.Sprintf("Steps %s re-run since:\n\n%s", strings.Join(ran, ", "), envTable(env, cfg))
 		old := ""
 		if b, err := os.ReadFile(filepath.Join(rootDir, "BENCHMARKS.md")); err == nil {
 			old = string(b)
 		}
+		sections["env-partial"] = mergePartial(old, ran, envTable(env, cfg))
 		sections["verdict"] = mergeVerdicts(old, verdicts, steps)
 	}
 
@@ -308,6 +308,36 @@ func verdictStep(what string) string {
 		}
 	}
 	return ""
+}
+
+// partialHead starts each partial run's entry in the env-partial section.
+const partialHead = "Steps re-run since, newest first: "
+
+// mergePartial is the env-partial section after a partial run of the
+// steps ran: this run's entry, then the earlier partial runs' from page,
+// except those whose steps all ran again now.
+func mergePartial(page string, ran []string, envTable string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s**%s**\n\n%s", partialHead, strings.Join(ran, ", "), envTable)
+	const open, close = "<!-- benchall:env-partial -->\n", "<!-- /benchall:env-partial -->"
+	i, j := strings.Index(page, open), strings.Index(page, close)
+	if i < 0 || j < i {
+		return b.String()
+	}
+	for _, entry := range strings.Split(page[i+len(open):j], partialHead)[1:] {
+		steps, _, _ := strings.Cut(entry, "\n")
+		steps = strings.Trim(steps, "*")
+		covered := true
+		for _, step := range strings.Split(steps, ", ") {
+			if !slices.Contains(ran, step) {
+				covered = false
+			}
+		}
+		if !covered {
+			b.WriteString("\n" + partialHead + strings.TrimRight(entry, "\n") + "\n")
+		}
+	}
+	return b.String()
 }
 
 // mergeVerdicts is the verdict table of a partial run: the rows of the
@@ -677,18 +707,6 @@ func stormRuns(cfg config) (map[string]string, []verdict) {
 	}
 	fmt.Fprintf(&b, "\nThe server admits C = N/%.0f connections per second (a token bucket with a burst of C/10, full at the drop) and refuses the rest with HTTP 503 and no Retry-After.\n", rep.NC)
 	sections["storm-capacity"] = b.String()
-
-	// Sweep over N/C.
-	b.Reset()
-	b.WriteString("| N/C | cause | schedule | 99 % back ÷ limit | attempts max | target |\n|---|---|---|---|---|---|\n")
-	for _, m := range rep.Sweep {
-		if m.Server != storm.Plain {
-			continue
-		}
-		fmt.Fprintf(&b, "| %.0f s | %s | %s | %s | %d | %s |\n", float64(m.N)/m.Capacity, cause(m.Cause), m.Variant, ratio(m), m.AttemptsMax, okMark(m.CapacityOK()))
-	}
-	fmt.Fprintf(&b, "\nSimulated, N = %d.\n", slices.Max(rep.SimNs))
-	sections["storm-sweep"] = b.String()
 
 	// A server that paces the refused with Retry-After.
 	b.Reset()

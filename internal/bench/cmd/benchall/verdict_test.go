@@ -40,3 +40,21 @@ func TestMergeVerdictsReplacesTheRowsOfTheStepsThatRan(t *testing.T) {
 		}
 	}
 }
+
+// Partial runs accumulate: each keeps the provenance of the earlier ones,
+// except those whose steps all ran again.
+func TestMergePartialKeepsTheEarlierRunsOfOtherSteps(t *testing.T) {
+	page := "x\n<!-- benchall:env-partial -->\nNone: every step ran in the run above.\n<!-- /benchall:env-partial -->\n"
+	page = "x\n<!-- benchall:env-partial -->\n" + mergePartial(page, []string{"message"}, "| run | 1 |\n") + "<!-- /benchall:env-partial -->\n"
+	if strings.Contains(page, "None:") || !strings.Contains(page, "| run | 1 |") {
+		t.Fatalf("first partial run:\n%s", page)
+	}
+	page = "x\n<!-- benchall:env-partial -->\n" + mergePartial(page, []string{"storm"}, "| run | 2 |\n") + "<!-- /benchall:env-partial -->\n"
+	if i, j := strings.Index(page, "| run | 2 |"), strings.Index(page, "| run | 1 |"); i < 0 || j < 0 || i > j {
+		t.Fatalf("second partial run: want run 2, then run 1:\n%s", page)
+	}
+	got := mergePartial(page, []string{"message", "storm"}, "| run | 3 |\n")
+	if strings.Contains(got, "| run | 1 |") || strings.Contains(got, "| run | 2 |") || !strings.Contains(got, "| run | 3 |") {
+		t.Fatalf("a run of both steps supersedes both:\n%s", got)
+	}
+}
