@@ -38,6 +38,8 @@ func main() {
 		bench     = flag.String("bench", "^BenchmarkMessage$/^op=(write|read)$/^impl=(raw|wsreconnect)$", "-test.bench")
 		conns     = flag.Int("conns", 0, "also measure this many idle connections with each library (0: skip)")
 		window    = flag.Duration("window", 20*time.Second, "CPU window of the idle-connection measurement")
+		interval  = flag.Duration("interval", 0, "heartbeat interval of the idle connections (0: the default)")
+		timeout   = flag.Duration("timeout", 0, "heartbeat timeout of the idle connections (0: the default)")
 		out       = flag.String("o", "", "also write the raw benchmark output to this file")
 	)
 	flag.Parse()
@@ -106,15 +108,25 @@ func main() {
 		cc := map[string]string{"base": filepath.Join(tmp, "base-conncost"), "head": filepath.Join(tmp, "head-conncost")}
 		run("go", "build", "-modfile", baseMod, "-o", cc["base"], "./cmd/conncost")
 		run("go", "build", "-o", cc["head"], "./cmd/conncost")
-		fmt.Printf("\nidle connections (%d each, heartbeat defaults, CPU over %v):\n\n", *conns, *window)
-		fmt.Printf("| library | goroutines/conn | heap/conn | stacks/conn | CPU in the window |\n|---|---|---|---|---|\n")
+		hb := "heartbeat defaults"
+		args := []string{"-impl", "wsreconnect", "-n", strconv.Itoa(*conns), "-window", window.String()}
+		if *interval > 0 || *timeout > 0 {
+			hb = fmt.Sprintf("heartbeat %v/%v", *interval, *timeout)
+			args = append(args, "-interval", interval.String(), "-timeout", timeout.String())
+		}
+		fmt.Printf("\nidle connections (%d each, %s, CPU over %v):\n\n", *conns, hb, *window)
+		fmt.Printf("| library | goroutines/conn | heap/conn | stacks/conn | CPU in the window | pings | CPU per ping |\n|---|---|---|---|---|---|---|\n")
 		for _, rev := range []string{"base", "head"} {
-			b := run(cc[rev], "-impl", "wsreconnect", "-n", strconv.Itoa(*conns), "-window", window.String())
+			b := run(cc[rev], args...)
 			var r conncost.Result
 			if err := json.Unmarshal(b, &r); err != nil {
 				log.Fatal(err)
 			}
-			fmt.Printf("| %s | %.2f | %.2f KiB | %.2f KiB | %.3f s |\n", rev, r.GoroutinesPerConn, r.HeapPerConn/1024, r.StackPerConn/1024, r.CPUSeconds)
+			perPing := "–"
+			if r.Pings > 0 {
+				perPing = fmt.Sprintf("%.1f µs", r.CPUSeconds/float64(r.Pings)*1e6)
+			}
+			fmt.Printf("| %s | %.2f | %.2f KiB | %.2f KiB | %.3f s | %d | %s |\n", rev, r.GoroutinesPerConn, r.HeapPerConn/1024, r.StackPerConn/1024, r.CPUSeconds, r.Pings, perPing)
 		}
 	}
 }
