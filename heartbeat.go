@@ -177,10 +177,12 @@ func (hb *heartbeat) checkLocked(now time.Time) (dead bool) {
 		}
 	}
 	if in != hb.seen || s.parked.Load() {
+		// The next check is due when the silence would reach interval;
+		// evidence before then is timed and brings it within a step.
 		hb.seen = in
 		s.stampWanted.Store(true)
 		hb.probe.on = false
-		hb.arm(now, hb.step)
+		hb.arm(now, max(hb.lastActive.Add(hb.interval).Sub(now), hb.step))
 		return false
 	}
 	if hb.probe.on {
