@@ -149,19 +149,22 @@ func (hb *heartbeat) check() {
 	}
 	hb.wg.Add(1)
 	defer hb.wg.Done()
-	dead := hb.checkLocked(time.Now())
+	dead, probe := hb.checkLocked(time.Now())
 	hb.mu.Unlock()
 	if dead {
 		hb.s.die(fmt.Errorf("%w (interval %v, timeout %v)", ErrHeartbeatTimeout, hb.interval, hb.timeout))
 	}
+	if probe != nil {
+		probe() // on the timer's goroutine, which waits for the pong
+	}
 }
 
 // checkLocked looks at the evidence, rearms the timer and reports whether
-// the peer is dead.
-func (hb *heartbeat) checkLocked(now time.Time) (dead bool) {
+// the peer is dead, or returns the probe to send.
+func (hb *heartbeat) checkLocked(now time.Time) (dead bool, probe func()) {
 	s := hb.s
 	if s.ended.Load() {
-		return false // whoever ended it reports why
+		return false, nil // whoever ended it reports why
 	}
 	in := s.in.Load()
 	switch {
@@ -183,22 +186,21 @@ func (hb *heartbeat) checkLocked(now time.Time) (dead bool) {
 		s.stampWanted.Store(true)
 		hb.probe.on = false
 		hb.arm(now, max(hb.lastActive.Add(hb.interval).Sub(now), hb.step))
-		return false
+		return false, nil
 	}
 	if hb.probe.on {
 		if hb.probe.failed || now.Sub(hb.probe.sent) >= hb.timeout {
-			return !s.c.isClosing()
+			return !s.c.isClosing(), nil
 		}
 		hb.arm(now, hb.probe.sent.Add(hb.timeout).Sub(now))
-		return false
+		return false, nil
 	}
 	if silence := now.Sub(hb.lastActive); silence < hb.interval {
 		hb.arm(now, hb.interval-silence)
-		return false
+		return false, nil
 	}
-	hb.sendProbe(now)
 	hb.arm(now, hb.timeout)
-	return false
+	return false, hb.newProbe(now)
 }
 
 // arm has the timer fire d after now. hb.mu must be held.
@@ -220,16 +222,16 @@ func (hb *heartbeat) nudge() {
 	}
 }
 
-// sendProbe pings the peer, with the ping function if there is one. Its
-// verdict is the check at now+timeout; the ping itself may wait longer for
-// its pong (see pingWriteBound), which still counts as evidence.
-func (hb *heartbeat) sendProbe(now time.Time) {
+// newProbe records a probe sent at now and returns the function that
+// pings the peer, with the ping function if there is one; the caller runs
+// it without hb.mu, counted in hb.wg. Its verdict is the check at
+// now+timeout; the ping itself may wait longer for its pong (see
+// pingWriteBound), which still counts as evidence.
+func (hb *heartbeat) newProbe(now time.Time) func() {
 	hb.probe = probe{on: true, id: hb.probe.id + 1, sent: now}
 	id := hb.probe.id
 	s := hb.s
-	hb.wg.Add(1)
-	go func() {
-		defer hb.wg.Done()
+	return func() {
 		var err error
 		if hb.pingFunc != nil {
 			ctx, cancel := context.WithTimeout(hb.ctx, hb.timeout)
@@ -247,7 +249,7 @@ func (hb *heartbeat) sendProbe(now time.Time) {
 		if err != nil && hb.ctx.Err() == nil {
 			hb.probeFailed(id)
 		}
-	}()
+	}
 }
 
 // probeFailed has the check judge the probe now: it could not be sent.
