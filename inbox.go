@@ -72,14 +72,6 @@ func (in *inbox) push(m message) int {
 	return n
 }
 
-// pop takes the oldest message, if there is one.
-func (in *inbox) pop() (message, bool) {
-	in.mu.Lock()
-	m, ok := in.popLocked()
-	in.mu.Unlock()
-	return m, ok
-}
-
 func (in *inbox) popLocked() (message, bool) {
 	if in.head == len(in.msgs) {
 		return message{}, false

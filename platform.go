@@ -17,6 +17,8 @@ const protocolPings = true
 const closeGrace = 0
 
 // platform is a session's platform-specific state: none here.
+//
+//lint:ignore U1000 the browser's platform has state (platform_js.go)
 type platform struct{}
 
 func (s *session) initPlatform() {}

@@ -890,12 +890,3 @@ func TestNetCloseDoesNotWaitForRunningCallback(t *testing.T) {
 		}
 	})
 }
-
-func isDone(c *Conn) bool {
-	select {
-	case <-c.done:
-		return true
-	default:
-		return false
-	}
-}

@@ -56,9 +56,10 @@ type session struct {
 	killTimer *time.Timer
 	tasks     sync.WaitGroup // the close handshake and a pending kill
 
-	scratch   []byte   // the pump's read buffer, for small messages
-	largeHint int      // the length of the last large message, if the last was large
-	plat      platform // what the platform needs (platform*.go)
+	scratch   []byte // the pump's read buffer, for small messages
+	largeHint int    // the length of the last large message, if the last was large
+	//lint:ignore U1000 used by the browser's platform (platform_js.go)
+	plat platform // what the platform needs (platform*.go)
 }
 
 const (

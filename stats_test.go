@@ -79,7 +79,7 @@ func TestStatsTimes(t *testing.T) {
 		}
 		time.Sleep(3 * time.Second) // the drop, a retry, the second 503 (5 s)
 		st := c.Stats()
-		if st.State != StateConnecting || st.LastDisconnect.HTTPStatus != 503 || st.NextAttempt.Sub(time.Now()) < time.Second {
+		if st.State != StateConnecting || st.LastDisconnect.HTTPStatus != 503 || time.Until(st.NextAttempt) < time.Second {
 			t.Fatalf("while waiting out the second 503: %+v", st)
 		}
 		if want := st.DisconnectedAt.Add(st.LastDisconnect.Delay); !st.NextAttempt.Equal(want) {
