@@ -41,9 +41,9 @@ const (
 	// reading 3 MiB/s takes seconds, many times interval + timeout.
 	busyInterval = 200 * time.Millisecond
 	busyTimeout  = 200 * time.Millisecond
-	// busyStep is the heartbeat's check step, min(interval, timeout)/4: the
+	// busyStep is the heartbeat's check step, min(interval, timeout)/8: the
 	// heartbeat knows when evidence came to within a step.
-	busyStep = busyInterval / 4
+	busyStep = busyInterval / 8
 
 	busyMessage = 6 << 20  // the large message
 	busyRate    = 3 << 20  // bytes per second the paced peer reads
@@ -685,4 +685,120 @@ func TestHeartbeatFindsPeerThatStopsConsumingFakeClock(t *testing.T) {
 func busySettle(c *Conn) {
 	c.CloseNow()
 	synctest.Wait()
+}
+
+// slowFrame is a raw server step that sends one binary message of size
+// bytes as a single frame, its payload in pieces of piece bytes every
+// every, stopping after stopAfter bytes of payload if stopAfter > 0 (the
+// connection stays open, silent). It reads and discards what the client
+// sends and never answers a ping. lastPiece receives when the last piece
+// went out.
+func slowFrame(size, piece int, every time.Duration, stopAfter int, lastPiece chan<- time.Time) wstest.Step {
+	return wstest.Step{Raw: func(ctx context.Context, conn net.Conn) {
+		read := make(chan struct{})
+		go func() {
+			defer close(read)
+			io.Copy(io.Discard, conn) // until the client or the server closes
+		}()
+		defer func() { <-read }()
+		defer conn.Close()
+		header := []byte{0x82, 127, 0, 0, 0, 0, 0, 0, 0, 0} // FIN, binary, 64-bit length
+		for i := range 8 {
+			header[9-i] = byte(uint64(size) >> (8 * i))
+		}
+		if _, err := conn.Write(header); err != nil {
+			return
+		}
+		payload := strings.Repeat("x", piece)
+		for sent := 0; sent < size && (stopAfter <= 0 || sent < stopAfter); sent += piece {
+			time.Sleep(every)
+			if _, err := conn.Write([]byte(payload[:min(piece, size-sent)])); err != nil {
+				return
+			}
+			lastPiece <- time.Now()
+		}
+		<-ctx.Done()
+	}}
+}
+
+// Reading is busy too. A large message that trickles in as one frame (a
+// server writing 96 KiB at once on a slow link) takes 1.5 s here, nearly
+// four times interval + timeout: each piece that arrives is evidence, so
+// the connection stays and the message arrives whole.
+func TestHeartbeatKeepsSlowLargeReadAlive(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const size, piece, every = 96 << 10, 1 << 10, 16 * time.Millisecond
+		pieces := make(chan time.Time, size/piece)
+		srv := wstest.NewServer(slowFrame(size, piece, every, 0, pieces), wstest.Hang())
+		defer srv.Close()
+		rec := &recorder{}
+		c := mustDial(t, noReadLimit(srv.PipeDial()), rec.option(), WithHeartbeat(busyInterval, busyTimeout))
+		defer busySettle(c)
+
+		start := time.Now()
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		defer cancel()
+		typ, p, err := c.Read(ctx)
+		if err != nil || typ != websocket.MessageBinary || len(p) != size {
+			t.Fatalf("Read: %v, %d bytes, %v; want the %d-byte message (disconnects: %v)", typ, len(p), err, size, rec.all())
+		}
+		if took := time.Since(start); took < 3*(busyInterval+busyTimeout) {
+			t.Fatalf("the message took %v: not slow enough to test anything", took)
+		}
+		if ds := rec.all(); len(ds) != 0 {
+			t.Fatalf("disconnects while the message was arriving: %v", ds)
+		}
+		if st := c.Stats(); st.Connects != 1 || st.State != StateConnected {
+			t.Fatalf("%d connects, state %v; want 1, connected", st.Connects, st.State)
+		}
+	})
+}
+
+// A peer that stops in the middle of a large frame and answers no ping is
+// found dead within interval + timeout (plus a step) of the last piece
+// that arrived, not only once the frame would have been complete.
+func TestHeartbeatFindsPeerThatStopsMidFrame(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const size, piece, every = 96 << 10, 1 << 10, 16 * time.Millisecond
+		pieces := make(chan time.Time, size/piece)
+		srv := wstest.NewServer(slowFrame(size, piece, every, 32<<10, pieces), wstest.Hang())
+		defer srv.Close()
+		type event struct {
+			d  Disconnect
+			at time.Time
+		}
+		events := make(chan event, 10)
+		c := mustDial(t, noReadLimit(srv.PipeDial()), WithHeartbeat(busyInterval, busyTimeout),
+			WithOnDisconnect(func(d Disconnect) { events <- event{d, time.Now()} }))
+		defer busySettle(c)
+
+		var e event
+		select {
+		case e = <-events:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the peer that stopped was not found dead")
+		}
+		var last time.Time
+		for len(pieces) > 0 {
+			last = <-pieces
+		}
+		if e.d.Code != websocket.StatusAbnormalClosure || !errors.Is(e.d.Err, ErrHeartbeatTimeout) {
+			t.Fatalf("disconnect %v, want 1006 with ErrHeartbeatTimeout", e.d)
+		}
+		if got, want := e.at.Sub(last), busyInterval+busyTimeout; got < want-busyStep || got > want+busyStep {
+			t.Errorf("found dead %v after the last piece arrived, want %v to within a step", got, want)
+		}
+	})
+}
+
+// noReadLimit lifts coder/websocket's 32 KiB read limit on every
+// connection dial makes.
+func noReadLimit(dial DialFunc) DialFunc {
+	return func(ctx context.Context) (*websocket.Conn, *http.Response, error) {
+		ws, resp, err := dial(ctx)
+		if ws != nil {
+			ws.SetReadLimit(-1)
+		}
+		return ws, resp, err
+	}
 }

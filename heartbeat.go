@@ -22,6 +22,10 @@ const (
 	maxMarkerSpacing = 4 << 20
 	// maxMarkers bounds the markers waiting for their pongs at once.
 	maxMarkers = 64
+	// minReadChunk and maxReadChunk bound the bytes the pump asks for in
+	// one read while the heartbeat is on (see heartbeat.readChunk).
+	minReadChunk = 4 << 10
+	maxReadChunk = 1 << 20
 	// pingWriteBound is how long coder/websocket may take to write a
 	// control frame (5 s, then it closes the connection), with a margin. A
 	// ping's context must not end sooner: a context that ends while the
@@ -60,12 +64,20 @@ const (
 // default heartbeat), so that such a peer answers a marker before it could
 // be judged dead; a faster link pays for few pings (each ping and pong costs
 // coder/websocket about a KiB of garbage).
+//
+// A long message being read is evidence piece by piece, as it arrives. But
+// coder/websocket fills a read buffer whole (up to the end of the frame)
+// before it returns, and a large frame on a slow link takes long to fill:
+// so the pump asks for at most readChunk bytes at a time, what a peer
+// sending markerRate bytes a second delivers in a quarter of interval +
+// timeout.
 type heartbeat struct {
 	s                       *session
 	interval, timeout, step time.Duration
 	pingFunc                func(context.Context, *websocket.Conn) error
 	fragments               bool         // long messages are written in fragments
 	spacing                 int64        // bytes between two markers
+	readChunk               int          // most bytes the pump asks for in one read
 	nextMarker              atomic.Int64 // session.out at which the next marker is due
 
 	ctx    context.Context // ends when the heartbeat stops
@@ -92,11 +104,13 @@ type probe struct {
 func (hb *heartbeat) init(s *session, cfg *config) {
 	hb.s = s
 	hb.nextMarker.Store(math.MaxInt64)
+	hb.readChunk = math.MaxInt
 	if cfg.hbInterval <= 0 || (cfg.pingFunc == nil && !protocolPings) {
 		return // off
 	}
 	hb.interval, hb.timeout, hb.pingFunc = cfg.hbInterval, cfg.hbTimeout, cfg.pingFunc
 	hb.step = max(min(hb.interval, hb.timeout)/8, time.Millisecond)
+	hb.readChunk = int(min(max((hb.interval+hb.timeout).Seconds()*markerRate/4, minReadChunk), maxReadChunk))
 	hb.ctx, hb.cancel = context.WithCancel(context.Background())
 	if protocolPings {
 		hb.fragments = true

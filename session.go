@@ -210,13 +210,18 @@ func (s *session) readMessage(ctx context.Context) (websocket.MessageType, []byt
 			buf, inScratch = append(make([]byte, 0, 2*cap(buf)), buf...), false
 		}
 		if len(buf) < cap(buf) {
-			n, err = r.Read(buf[len(buf):cap(buf)])
+			end := cap(buf)
+			if end-len(buf) > s.hb.readChunk {
+				end = len(buf) + s.hb.readChunk // see heartbeat.readChunk
+			}
+			n, err = r.Read(buf[len(buf):end])
 			buf = buf[:len(buf)+n]
 		} else {
 			// Full: read on into a small buffer, and grow only if more
 			// than the end of the message comes (a message that fills its
 			// hint exactly is not copied).
 			probe := s.probe()
+			probe = probe[:min(len(probe), s.hb.readChunk)]
 			n, err = r.Read(probe)
 			if n > 0 {
 				grown := make([]byte, len(buf), 2*cap(buf)+n)

@@ -11,6 +11,8 @@ package wstest
 import (
 	"bufio"
 	"context"
+	"crypto/sha1"
+	"encoding/base64"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -38,6 +40,11 @@ type Step struct {
 	// Subprotocols are offered to the client, in order of preference.
 	Subprotocols []string
 	Serve        func(ctx context.Context, ws *websocket.Conn)
+	// Raw, if set, completes the handshake itself and serves the raw
+	// connection, to write frames coder/websocket would not (one large
+	// frame trickling in, say); the connection is closed when Raw returns
+	// or the server closes.
+	Raw func(ctx context.Context, conn net.Conn)
 }
 
 // Server is a scriptable WebSocket server. The zero value is not usable:
@@ -125,6 +132,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		w.WriteHeader(st.Reject)
 		return
+	case st.Raw != nil:
+		s.serveRaw(w, r, st.Raw)
+		return
 	}
 	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{
 		Subprotocols: st.Subprotocols,
@@ -160,6 +170,35 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if st.Serve != nil {
 			st.Serve(s.ctx, ws)
 		}
+	}()
+}
+
+// serveRaw answers the handshake and runs raw on the hijacked connection.
+func (s *Server) serveRaw(w http.ResponseWriter, r *http.Request, raw func(context.Context, net.Conn)) {
+	sum := sha1.Sum([]byte(r.Header.Get("Sec-WebSocket-Key") + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"))
+	w.Header().Set("Upgrade", "websocket")
+	w.Header().Set("Connection", "Upgrade")
+	w.Header().Set("Sec-WebSocket-Accept", base64.StdEncoding.EncodeToString(sum[:]))
+	w.WriteHeader(http.StatusSwitchingProtocols)
+	conn, _, err := w.(http.Hijacker).Hijack()
+	if err != nil {
+		return
+	}
+	s.mu.Lock()
+	if s.ctx.Err() != nil {
+		s.mu.Unlock()
+		conn.Close()
+		return
+	}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	s.Accepted.Add(1)
+	go func() {
+		defer s.wg.Done()
+		defer conn.Close()
+		stop := context.AfterFunc(s.ctx, func() { conn.Close() })
+		defer stop()
+		raw(s.ctx, conn)
 	}()
 }
 
