@@ -415,41 +415,12 @@ func TestWSSToPlainServerStops(t *testing.T) {
 // stops at once with the same message.
 func TestWSSToNonTLSGarbageStops(t *testing.T) {
 	noLeaks(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var (
-		wg       sync.WaitGroup
-		accepted atomic.Int64
-	)
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			accepted.Add(1)
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer conn.Close()
-				conn.SetDeadline(time.Now().Add(10 * time.Second))
-				io.WriteString(conn, "SSH-2.0-OpenSSH_9.6\r\n")
-				io.Copy(io.Discard, conn) // until the client hangs up: no RST
-			}()
-		}
-	}()
-	defer func() {
-		ln.Close()
-		wg.Wait()
-	}()
-	tr := &http.Transport{}
-	defer tr.CloseIdleConnections()
-	client := &http.Client{Transport: tr}
-	url := "wss://" + ln.Addr().String() + "/"
+	addr, accepted := tcpServer(t, func(conn net.Conn) {
+		io.WriteString(conn, "SSH-2.0-OpenSSH_9.6\r\n")
+		io.Copy(io.Discard, conn) // until the client hangs up: no RST
+	})
+	client := testClient(t)
+	url := "wss://" + addr + "/"
 	var calls atomic.Int64
 	dial := func(ctx context.Context) (*websocket.Conn, *http.Response, error) {
 		calls.Add(1)
@@ -658,14 +629,43 @@ func TestDialTimeoutIsNamedWithItsDuration(t *testing.T) {
 // handshake for that long, and this server keeps the connection open.)
 func TestInvalidUpgradeAnswerStops(t *testing.T) {
 	noLeaks(t)
+	addr, accepted := tcpServer(t, func(conn net.Conn) {
+		br := bufio.NewReader(conn)
+		if _, err := http.ReadRequest(br); err != nil {
+			return
+		}
+		io.WriteString(conn, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
+			"Sec-WebSocket-Accept: bm90IHRoZSByaWdodCBrZXk=\r\n\r\n")
+		io.Copy(io.Discard, br)
+	})
+	client := testClient(t)
+	url := "ws://" + addr + "/"
+	c, err := dialWithin(t, 3*time.Second+dialErrBound, func(ctx context.Context) (*websocket.Conn, *http.Response, error) {
+		return websocket.Dial(ctx, url, &websocket.DialOptions{HTTPClient: client})
+	})
+	if c != nil {
+		t.Fatal("Dial succeeded")
+	}
+	wantDialStop(t, err)
+	if !strings.Contains(err.Error(), "not a valid WebSocket upgrade") || !strings.Contains(err.Error(), "Sec-WebSocket-Accept") {
+		t.Errorf("Dial error %q does not say what is wrong", err)
+	}
+	if n := accepted.Load(); n != 1 {
+		t.Errorf("the server saw %d connections, want 1", n)
+	}
+}
+
+// tcpServer serves raw TCP on 127.0.0.1 with handle, one goroutine per
+// connection (each closed after handle, and cut after 10 s), until the
+// test ends; it returns the address and the count of accepted connections.
+func tcpServer(t *testing.T, handle func(net.Conn)) (addr string, accepted *atomic.Int64) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var (
-		wg       sync.WaitGroup
-		accepted atomic.Int64
-	)
+	accepted = new(atomic.Int64)
+	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -680,35 +680,21 @@ func TestInvalidUpgradeAnswerStops(t *testing.T) {
 				defer wg.Done()
 				defer conn.Close()
 				conn.SetDeadline(time.Now().Add(10 * time.Second))
-				br := bufio.NewReader(conn)
-				if _, err := http.ReadRequest(br); err != nil {
-					return
-				}
-				io.WriteString(conn, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
-					"Sec-WebSocket-Accept: bm90IHRoZSByaWdodCBrZXk=\r\n\r\n")
-				io.Copy(io.Discard, br)
+				handle(conn)
 			}()
 		}
 	}()
-	defer func() {
+	t.Cleanup(func() {
 		ln.Close()
 		wg.Wait()
-	}()
-	tr := &http.Transport{}
-	defer tr.CloseIdleConnections()
-	client := &http.Client{Transport: tr}
-	url := "ws://" + ln.Addr().String() + "/"
-	c, err := dialWithin(t, 3*time.Second+dialErrBound, func(ctx context.Context) (*websocket.Conn, *http.Response, error) {
-		return websocket.Dial(ctx, url, &websocket.DialOptions{HTTPClient: client})
 	})
-	if c != nil {
-		t.Fatal("Dial succeeded")
-	}
-	wantDialStop(t, err)
-	if !strings.Contains(err.Error(), "not a valid WebSocket upgrade") || !strings.Contains(err.Error(), "Sec-WebSocket-Accept") {
-		t.Errorf("Dial error %q does not say what is wrong", err)
-	}
-	if n := accepted.Load(); n != 1 {
-		t.Errorf("the server saw %d connections, want 1", n)
-	}
+	return ln.Addr().String(), accepted
+}
+
+// testClient is an HTTP client with a transport of its own, whose idle
+// connections are closed when the test ends.
+func testClient(t *testing.T) *http.Client {
+	tr := &http.Transport{}
+	t.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Transport: tr}
 }
