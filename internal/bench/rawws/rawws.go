@@ -240,7 +240,10 @@ func (c *Conn) writeControl(op byte, p []byte) error {
 // stream writes batches of pre-encoded binary frames until a write fails.
 func (c *Conn) stream(size int) {
 	frame := EncodeFrame(size)
-	batch := make([]byte, 0, 64*len(frame))
+	// Up to 64 frames per write, and no more than about 256 KiB: a batch of
+	// 64 frames of 4 MiB took 256 MiB and a second to build, inside the
+	// client's timed loop.
+	batch := make([]byte, 0, max(1, min(64, (256<<10)/len(frame)))*len(frame))
 	for len(batch)+len(frame) <= cap(batch) {
 		batch = append(batch, frame...)
 	}
