@@ -46,7 +46,8 @@
 // again at once. [WithDialLimiter] bounds the dial rate of many Conns.
 //
 // A heartbeat ([WithHeartbeat], [WithPingFunc] for application-level
-// pings) finds dead peers; a slow application or a busy upload is not one.
+// pings) finds dead peers; a slow application, a busy upload or a large
+// message arriving slowly is not one.
 //
 // # Reading, writing, closing
 //
