@@ -180,9 +180,13 @@ func (s *Server) serveRaw(w http.ResponseWriter, r *http.Request, raw func(conte
 	w.Header().Set("Connection", "Upgrade")
 	w.Header().Set("Sec-WebSocket-Accept", base64.StdEncoding.EncodeToString(sum[:]))
 	w.WriteHeader(http.StatusSwitchingProtocols)
-	conn, _, err := w.(http.Hijacker).Hijack()
+	conn, brw, err := w.(http.Hijacker).Hijack()
 	if err != nil {
 		return
+	}
+	if brw.Reader.Buffered() > 0 {
+		// The client's first bytes, read while the server was answering.
+		conn = bufferedConn{conn, brw.Reader}
 	}
 	s.mu.Lock()
 	if s.ctx.Err() != nil {
@@ -201,6 +205,15 @@ func (s *Server) serveRaw(w http.ResponseWriter, r *http.Request, raw func(conte
 		raw(s.ctx, conn)
 	}()
 }
+
+// bufferedConn is a hijacked connection whose first bytes the HTTP server
+// had already read.
+type bufferedConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func (c bufferedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 
 // Close ends every connection and waits for their goroutines. It closes
 // the connections without holding s.mu: CloseNow waits for a reader that
