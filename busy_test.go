@@ -17,7 +17,9 @@ package wsreconnect
 // clock over net.Pipe, which has no buffer at all, for exact times.
 
 import (
+	"bufio"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/crc32"
@@ -273,7 +275,7 @@ func busyListen(t *testing.T, srv *busyServer, small bool) DialFunc {
 	hs := httptest.NewUnstartedServer(srv)
 	hs.Listener = l
 	if small {
-		hs.Listener = smallRecvListener{l}
+		hs.Listener = recvBufListener{l, busySmall}
 	}
 	hs.Start()
 	url := "ws://" + l.Addr().String() + "/"
@@ -301,15 +303,19 @@ func busyListen(t *testing.T, srv *busyServer, small bool) DialFunc {
 	}
 }
 
-// smallRecvListener gives each accepted socket a busySmall receive buffer.
-type smallRecvListener struct{ net.Listener }
+// recvBufListener gives each accepted socket a receive buffer of size
+// bytes.
+type recvBufListener struct {
+	net.Listener
+	size int
+}
 
-func (l smallRecvListener) Accept() (net.Conn, error) {
+func (l recvBufListener) Accept() (net.Conn, error) {
 	c, err := l.Listener.Accept()
 	if err != nil {
 		return nil, err
 	}
-	if err := c.(*net.TCPConn).SetReadBuffer(busySmall); err != nil {
+	if err := c.(*net.TCPConn).SetReadBuffer(l.size); err != nil {
 		c.Close()
 		return nil, err
 	}
@@ -801,4 +807,162 @@ func noReadLimit(dial DialFunc) DialFunc {
 		}
 		return ws, resp, err
 	}
+}
+
+// The heartbeat's markers travel among the data they follow: each ping is
+// written once its spacing of data has been handed over (with a fragment
+// of slack), however fast the kernel swallows the data. Here it swallows
+// all of it: large socket buffers on both ends and a peer that reads only
+// once the Write has returned, so the writer never blocks and never
+// leaves its goroutine to the markers of its own accord. A ping written
+// megabytes late would reach a slow peer long after the heartbeat judged
+// it.
+func TestHeartbeatMarkersFollowTheirData(t *testing.T) {
+	noLeaks(t)
+	const (
+		size    = 6 << 20 // more than 64 markers' worth
+		bufSize = 4 << 20 // SO_SNDBUF and SO_RCVBUF; Linux doubles them
+		// The peer is silent until the Write returns: a heartbeat that
+		// may probe meanwhile but not judge, with the smallest spacing
+		// (interval + timeout ≤ 2 s).
+		interval, timeout = time.Second, time.Second
+		spacing           = 64 << 10
+	)
+	written := make(chan struct{})
+	pings := make(chan []int, 1) // bytes of the message before each ping
+	srv := wstest.NewServer(wstest.Step{Raw: func(ctx context.Context, conn net.Conn) {
+		select {
+		case <-written:
+		case <-ctx.Done():
+			return
+		}
+		var got []int
+		defer func() { pings <- got }()
+		r := bufio.NewReaderSize(conn, 64<<10)
+		data := 0
+		for fin := false; !fin; {
+			var op byte
+			var payload []byte
+			var err error
+			fin, op, payload, err = readClientFrame(r)
+			if err != nil {
+				t.Errorf("after %d bytes of the message: %v", data, err)
+				return
+			}
+			switch op {
+			case 0x0, 0x2:
+				data += len(payload)
+				continue
+			case 0x9: // ping: answer it
+				got = append(got, data)
+				pong := append([]byte{0x8A, byte(len(payload))}, payload...)
+				if _, err := conn.Write(pong); err != nil {
+					return
+				}
+			}
+			fin = false // a control frame: the message goes on
+		}
+		if data != size {
+			t.Errorf("the message ended after %d bytes, want %d", data, size)
+		}
+	}}, wstest.Hang())
+	defer srv.Close()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewUnstartedServer(srv)
+	hs.Listener = recvBufListener{l, bufSize}
+	hs.Start()
+	defer hs.Close()
+	url := "ws://" + l.Addr().String() + "/"
+	tr := &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		var d net.Dialer
+		c, err := d.DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		if err := c.(*net.TCPConn).SetWriteBuffer(bufSize); err != nil {
+			c.Close()
+			return nil, err
+		}
+		return c, nil
+	}}
+	defer tr.CloseIdleConnections()
+	dial := func(ctx context.Context) (*websocket.Conn, *http.Response, error) {
+		return websocket.Dial(ctx, url, &websocket.DialOptions{HTTPClient: &http.Client{Transport: tr}})
+	}
+	c := mustDial(t, dial, WithHeartbeat(interval, timeout))
+	defer c.CloseNow()
+
+	msg, _ := busyPayload(size)
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	err = c.Write(ctx, websocket.MessageBinary, msg)
+	close(written)
+	if err != nil {
+		t.Fatalf("Write: %v", err)
+	}
+	got := <-pings
+	if t.Failed() {
+		return
+	}
+	kib := make([]int, len(got))
+	for i, n := range got {
+		kib[i] = n >> 10
+	}
+	t.Logf("pings by KiB of the message before them: %v", kib)
+	// A marker is due after each spacing bytes, the last after the last
+	// fragment (it may follow the message's end). Each is met within a
+	// fragment of its place; the heartbeat's own probes may come too.
+	for due := spacing; due < size; due += spacing {
+		met := false
+		for _, n := range got {
+			met = met || (n >= due && n <= due+fragmentSize)
+		}
+		if !met {
+			t.Errorf("no ping within a fragment after %d KiB of the message", due>>10)
+		}
+	}
+}
+
+// readClientFrame reads one masked client frame and returns its payload,
+// unmasked.
+func readClientFrame(r *bufio.Reader) (fin bool, opcode byte, payload []byte, err error) {
+	var h [14]byte
+	if _, err := io.ReadFull(r, h[:2]); err != nil {
+		return false, 0, nil, err
+	}
+	fin, opcode = h[0]&0x80 != 0, h[0]&0x0f
+	if h[1]&0x80 == 0 {
+		return false, 0, nil, errors.New("an unmasked client frame")
+	}
+	n := uint64(h[1] & 0x7f)
+	switch n {
+	case 126:
+		if _, err := io.ReadFull(r, h[2:4]); err != nil {
+			return false, 0, nil, err
+		}
+		n = uint64(binary.BigEndian.Uint16(h[2:4]))
+	case 127:
+		if _, err := io.ReadFull(r, h[2:10]); err != nil {
+			return false, 0, nil, err
+		}
+		n = binary.BigEndian.Uint64(h[2:10])
+	}
+	if n > 1<<30 {
+		return false, 0, nil, fmt.Errorf("a frame of %d bytes", n)
+	}
+	var key [4]byte
+	if _, err := io.ReadFull(r, key[:]); err != nil {
+		return false, 0, nil, err
+	}
+	payload = make([]byte, n)
+	if _, err := io.ReadFull(r, payload); err != nil {
+		return false, 0, nil, err
+	}
+	for i := range payload {
+		payload[i] ^= key[i%4]
+	}
+	return fin, opcode, payload, nil
 }

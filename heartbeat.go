@@ -20,8 +20,12 @@ const (
 	// markers.
 	minMarkerSpacing = 64 << 10
 	maxMarkerSpacing = 4 << 20
-	// maxMarkers bounds the markers waiting for their pongs at once.
-	maxMarkers = 64
+	// maxMarkers bounds the markers waiting for their pongs at once. Each
+	// costs a goroutine and a pending ping, a few KiB beside the spacing
+	// bytes it follows; the bound covers more data in flight than the
+	// kernel's buffers hold (64 MiB at the smallest spacing), so that no
+	// stretch of it goes without markers.
+	maxMarkers = 1024
 	// minReadChunk and maxReadChunk bound the bytes the pump asks for in
 	// one read while the heartbeat is on (see heartbeat.readChunk).
 	minReadChunk = 4 << 10
@@ -281,22 +285,25 @@ func (hb *heartbeat) probeFailed(id uint64) {
 // it each time another spacing bytes have been written.
 func (hb *heartbeat) marker() {
 	hb.mu.Lock()
-	defer hb.mu.Unlock()
 	out := hb.s.out.Load()
 	if hb.stopped || out < hb.nextMarker.Load() {
+		hb.mu.Unlock()
 		return
 	}
 	hb.nextMarker.Store(out + hb.spacing)
 	if hb.markers >= maxMarkers {
+		hb.mu.Unlock()
 		return
 	}
 	hb.markers++
 	hb.wg.Add(1)
+	started := make(chan struct{})
 	go func() {
 		defer hb.wg.Done()
 		// A marker may wait long for its pong: the peer answers once it
 		// has read everything written before it.
 		ctx, cancel := context.WithTimeout(hb.ctx, max(4*(hb.interval+hb.timeout), pingWriteBound))
+		close(started)
 		if hb.s.ws.Ping(ctx) == nil {
 			hb.s.evidence()
 		}
@@ -305,6 +312,17 @@ func (hb *heartbeat) marker() {
 		hb.markers--
 		hb.mu.Unlock()
 	}()
+	hb.mu.Unlock()
+	// The writer waits until the marker runs and has allocated its
+	// context. A writer whose data the kernel swallows does not block for
+	// megabytes; a new goroutine may not run that long, and an allocating
+	// one may be held to assist the garbage collector for a mark phase.
+	// Either way its ping would follow megabytes of data, not spacing
+	// bytes. Once the marker is past both, its ping is queued for
+	// coder/websocket's write lock, which passes in order, within
+	// microseconds: the ping follows at most one more fragment, and later
+	// only if the runtime holds the marker inside Ping itself.
+	<-started
 }
 
 // die closes the connection of a session the heartbeat found dead.
