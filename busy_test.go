@@ -913,16 +913,20 @@ func TestHeartbeatMarkersFollowTheirData(t *testing.T) {
 	}
 	t.Logf("pings by KiB of the message before them: %v", kib)
 	// A marker is due after each spacing bytes, the last after the last
-	// fragment (it may follow the message's end). Each is met within a
-	// fragment of its place; the heartbeat's own probes may come too.
-	for due := spacing; due < size; due += spacing {
-		met := false
-		for _, n := range got {
-			met = met || (n >= due && n <= due+fragmentSize)
+	// fragment (it may follow the message's end), and the heartbeat's own
+	// probes may come too. A marker is met within a fragment of its place
+	// unless the runtime holds it inside coder/websocket's Ping (a loaded
+	// machine, -race): no stretch of the message may go without a ping
+	// for more than maxGap, an eighth of what a peer at 3 MiB/s reads in
+	// interval + timeout. A ping that follows its data only once the
+	// writer blocks lands megabytes late.
+	const maxGap = 8 * spacing
+	last := 0
+	for _, n := range append(got, size) {
+		if n-last > maxGap {
+			t.Errorf("no ping from %d KiB to %d KiB of the message (at most %d KiB apart)", last>>10, n>>10, maxGap>>10)
 		}
-		if !met {
-			t.Errorf("no ping within a fragment after %d KiB of the message", due>>10)
-		}
+		last = max(last, n)
 	}
 }
 
