@@ -76,10 +76,12 @@ const (
 //     as a plain coder/websocket client with its reader does.
 //   - Each dial runs on a short-lived goroutine the supervisor starts and
 //     waits for (dialOnOwnStack), to keep the supervisor's stack small.
-//   - A session (session.go) is one connection. Its tasks are the close
-//     handshake, a pending kill, and the heartbeat's timer and pings
+//   - A session (session.go) is one connection. Its tasks are the Writes
+//     on it (the application's goroutines, counted while they use it), the
+//     close handshake, a pending kill, and the heartbeat's timer and pings
 //     (heartbeat.go); whoever needs one starts it, and the supervisor waits
 //     for all of them when it retires the session, after which none starts.
+//     So what a Write saw is recorded before the session's end is decided.
 //
 // State, each piece with one owner:
 //   - The supervisor owns the schedules and the session it serves.

@@ -182,6 +182,32 @@ func TestWriteStuckReturnsAtContext(t *testing.T) {
 	})
 }
 
+// The Disconnect of a connection that a Write's ended ctx closed says so,
+// however late that Write gets to record its error: the connection's end
+// is decided once every Write on it has returned. (The pump sees the
+// closed connection at the same moment, and its "use of closed network
+// connection" says nothing.)
+func TestWriteStuckReportedAfterSlowWriter(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		testHookWriteFailed = func() { time.Sleep(time.Second) }
+		defer func() { testHookWriteFailed = nil }()
+		srv := wstest.NewServer(deaf(), wstest.Echo())
+		defer srv.Close()
+		rec := &recorder{}
+		c := mustDial(t, srv.PipeDial(), rec.option(), WithHeartbeat(hbInterval, hbTimeout))
+		ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second)
+		defer cancel()
+		if err := c.Write(ctx, websocket.MessageBinary, make([]byte, 1<<20)); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("Write: %v", err)
+		}
+		synctest.Wait()
+		ds := rec.all()
+		if len(ds) != 1 || ds[0].Code != websocket.StatusAbnormalClosure || !errors.Is(ds[0].Err, context.DeadlineExceeded) {
+			t.Fatalf("disconnects %v", ds)
+		}
+	})
+}
+
 // A write with no deadline, stuck because the peer is dead, is ended by the
 // heartbeat.
 func TestHeartbeatEndsStuckWrite(t *testing.T) {

@@ -54,7 +54,7 @@ type session struct {
 	killed    bool  // the connection has been closed without a handshake
 	retired   bool  // the supervisor retires it: no task may start
 	killTimer *time.Timer
-	tasks     sync.WaitGroup // the close handshake and a pending kill
+	tasks     sync.WaitGroup // Writes, the close handshake and a pending kill
 
 	scratch   []byte // the pump's read buffer, for small messages
 	largeHint int    // the length of the last large message, if the last was large
@@ -270,6 +270,16 @@ func (s *session) write(ctx context.Context, typ websocket.MessageType, p []byte
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("wsreconnect: write: %w", err)
 	}
+	// A Write is one of the session's tasks: its error may be what ended
+	// the connection, so the session is not retired before it returns.
+	s.mu.Lock()
+	if s.retired {
+		s.mu.Unlock()
+		return fmt.Errorf("wsreconnect: write: %w", net.ErrClosed)
+	}
+	s.tasks.Add(1)
+	s.mu.Unlock()
+	defer s.tasks.Done()
 	if len(p) <= fragmentSize || !s.hb.fragments {
 		err := s.ws.Write(ctx, typ, p)
 		if err != nil {
@@ -304,9 +314,16 @@ func (s *session) wrote(n int) {
 	}
 }
 
+// testHookWriteFailed, if set, runs as a failed write starts to record
+// its error.
+var testHookWriteFailed func()
+
 // writeFailed records a failed write. started reports whether part of the
 // message may be on the wire in fragments.
 func (s *session) writeFailed(ctx context.Context, err error, started bool) error {
+	if testHookWriteFailed != nil {
+		testHookWriteFailed()
+	}
 	if s.c.isClosing() {
 		return ErrClosed
 	}
@@ -427,8 +444,9 @@ func (s *session) killAfter(d time.Duration) {
 }
 
 // retire ends everything that still runs for the session once its pump
-// has returned, and waits for it: the heartbeat, its pings, the close
-// handshake, a pending kill, and coder/websocket's own goroutines.
+// has returned, and waits for it: the heartbeat, its pings, the Writes
+// (which return once the connection is closed), the close handshake, a
+// pending kill, and coder/websocket's own goroutines.
 func (s *session) retire() {
 	s.end()
 	s.hb.stop()
