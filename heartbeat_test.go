@@ -8,6 +8,7 @@ package wsreconnect
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strconv"
 	"testing"
 	"testing/synctest"
@@ -159,53 +160,38 @@ func TestHeartbeatWaitsForSlowApplication(t *testing.T) {
 }
 
 // A write stuck because the peer stopped reading returns when its ctx ends.
+// coder/websocket then closes the half-written connection, and the
+// Disconnect says why, however late that Write gets to record its error
+// (slow record): the connection's end is decided once every Write on it
+// has returned. (The pump sees the closed connection at the same moment,
+// and its "use of closed network connection" says nothing.)
 func TestWriteStuckReturnsAtContext(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		srv := wstest.NewServer(deaf(), wstest.Echo())
-		defer srv.Close()
-		rec := &recorder{}
-		c := mustDial(t, srv.PipeDial(), rec.option(), WithHeartbeat(hbInterval, hbTimeout))
-		ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second)
-		defer cancel()
-		start := time.Now()
-		err := c.Write(ctx, websocket.MessageBinary, make([]byte, 1<<20))
-		if !errors.Is(err, context.DeadlineExceeded) || time.Since(start) != 3*time.Second {
-			t.Fatalf("Write: %v after %v", err, time.Since(start))
-		}
-		synctest.Wait()
-		// coder/websocket closed the half-written connection; the Conn
-		// reports it and reconnects.
-		ds := rec.all()
-		if len(ds) != 1 || ds[0].Code != websocket.StatusAbnormalClosure || !errors.Is(ds[0].Err, context.DeadlineExceeded) {
-			t.Fatalf("disconnects %v", ds)
-		}
-	})
-}
-
-// The Disconnect of a connection that a Write's ended ctx closed says so,
-// however late that Write gets to record its error: the connection's end
-// is decided once every Write on it has returned. (The pump sees the
-// closed connection at the same moment, and its "use of closed network
-// connection" says nothing.)
-func TestWriteStuckReportedAfterSlowWriter(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		testHookWriteFailed = func() { time.Sleep(time.Second) }
-		defer func() { testHookWriteFailed = nil }()
-		srv := wstest.NewServer(deaf(), wstest.Echo())
-		defer srv.Close()
-		rec := &recorder{}
-		c := mustDial(t, srv.PipeDial(), rec.option(), WithHeartbeat(hbInterval, hbTimeout))
-		ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second)
-		defer cancel()
-		if err := c.Write(ctx, websocket.MessageBinary, make([]byte, 1<<20)); !errors.Is(err, context.DeadlineExceeded) {
-			t.Fatalf("Write: %v", err)
-		}
-		synctest.Wait()
-		ds := rec.all()
-		if len(ds) != 1 || ds[0].Code != websocket.StatusAbnormalClosure || !errors.Is(ds[0].Err, context.DeadlineExceeded) {
-			t.Fatalf("disconnects %v", ds)
-		}
-	})
+	for _, slow := range []bool{false, true} {
+		t.Run(fmt.Sprintf("slow_record=%v", slow), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				if slow {
+					testHookWriteFailed = func() { time.Sleep(time.Second) }
+					defer func() { testHookWriteFailed = nil }()
+				}
+				srv := wstest.NewServer(deaf(), wstest.Echo())
+				defer srv.Close()
+				rec := &recorder{}
+				c := mustDial(t, srv.PipeDial(), rec.option(), WithHeartbeat(hbInterval, hbTimeout))
+				ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second)
+				defer cancel()
+				start := time.Now()
+				err := c.Write(ctx, websocket.MessageBinary, make([]byte, 1<<20))
+				if want := 3 * time.Second; !errors.Is(err, context.DeadlineExceeded) || (!slow && time.Since(start) != want) {
+					t.Fatalf("Write: %v after %v, want the ctx's deadline after %v", err, time.Since(start), want)
+				}
+				synctest.Wait()
+				ds := rec.all()
+				if len(ds) != 1 || ds[0].Code != websocket.StatusAbnormalClosure || !errors.Is(ds[0].Err, context.DeadlineExceeded) {
+					t.Fatalf("disconnects %v", ds)
+				}
+			})
+		})
+	}
 }
 
 // A write with no deadline, stuck because the peer is dead, is ended by the
