@@ -5,9 +5,11 @@ package wsreconnect
 import (
 	"context"
 	"errors"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/coder/websocket"
@@ -208,33 +210,56 @@ func TestReconnectDuringHangingHandshake(t *testing.T) {
 	netEcho(t, c, "after")
 }
 
-// 50 goroutines calling Reconnect at once make exactly one new dial.
+// 50 goroutines calling Reconnect at once make exactly one new dial. The
+// new dial waits until every call has returned (a call after the new
+// connection is up would rightly ask for another), and the fake clock
+// shows that no other dial follows.
 func TestReconnectConcurrentCallsDialOnce(t *testing.T) {
-	noLeaks(t)
-	srv, dial := netListen(t, wstest.Echo())
-	w := newNetWatcher()
-	c := mustDial(t, dial, w.option())
-	netEcho(t, c, "before")
-	var start, wg sync.WaitGroup
-	start.Add(1)
-	for range 50 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			start.Wait()
-			c.Reconnect()
-		}()
-	}
-	start.Done()
-	wg.Wait()
-	netEcho(t, c, "after")
-	time.Sleep(300 * time.Millisecond) // room for a wrong second dial
-	if n := srv.Attempts.Load(); n != 2 {
-		t.Fatalf("%d dial attempts, want 2 (one new)", n)
-	}
-	if ds := w.all(); len(ds) != 1 || !isRequested(ds[0]) {
-		t.Fatalf("disconnects %v, want one requested reconnect", ds)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		srv := wstest.NewServer(wstest.Echo())
+		defer srv.Close()
+		rec := &recorder{}
+		calls := make(chan struct{})
+		var dials atomic.Int32
+		pipe := srv.PipeDial()
+		dial := func(ctx context.Context) (*websocket.Conn, *http.Response, error) {
+			if dials.Add(1) == 2 {
+				select {
+				case <-calls:
+				case <-ctx.Done():
+					return nil, nil, ctx.Err()
+				}
+			}
+			return pipe(ctx)
+		}
+		c := mustDial(t, dial, rec.option())
+		var start, wg sync.WaitGroup
+		start.Add(1)
+		for range 50 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				start.Wait()
+				c.Reconnect()
+			}()
+		}
+		start.Done()
+		wg.Wait()
+		close(calls)
+		if err := c.Write(t.Context(), websocket.MessageText, []byte("after")); err != nil {
+			t.Fatalf("Write: %v", err)
+		}
+		if got := readString(t, c); got != "after" {
+			t.Fatalf("read %q, want the echo", got)
+		}
+		synctest.Wait()
+		if n, a := dials.Load(), srv.Attempts.Load(); n != 2 || a != 2 {
+			t.Fatalf("%d dials, %d handshakes; want 2 (one new)", n, a)
+		}
+		if ds := rec.all(); len(ds) != 1 || !isRequested(ds[0]) {
+			t.Fatalf("disconnects %v, want one requested reconnect", ds)
+		}
+	})
 }
 
 // After Close, Reconnect does nothing, at once.
