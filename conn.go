@@ -358,7 +358,7 @@ func (c *Conn) shutdown(graceful bool, code websocket.StatusCode, reason string)
 // makes a dial loop without backoff; WithDialLimiter bounds it.
 func (c *Conn) Reconnect() {
 	c.mu.Lock()
-	s, ph := c.sess, c.phase
+	s, ph, connects := c.sess, c.phase, c.counts.connects
 	switch ph {
 	case phaseConnecting:
 		s.markReconnect()
@@ -379,14 +379,22 @@ func (c *Conn) Reconnect() {
 		s.reconnect()
 		return
 	}
-	// It ended on its own a moment ago: cut the wait after it instead.
+	// It ended on its own a moment ago: cut the wait after it instead,
+	// unless a newer connection is up by now, which answers the call.
+	if testHookReconnectEnded != nil {
+		testHookReconnectEnded()
+	}
 	c.mu.Lock()
-	if c.phase == phaseLive || c.phase == phaseWaiting {
+	if c.counts.connects == connects && (c.phase == phaseLive || c.phase == phaseWaiting) {
 		c.wakeNow = true
 		signal(c.wake)
 	}
 	c.mu.Unlock()
 }
+
+// testHookReconnectEnded, if set, runs when Reconnect finds that the
+// connection had already ended.
+var testHookReconnectEnded func()
 
 // Done returns a channel that is closed once the Conn has ended (Close,
 // CloseNow or a policy stop) and all its goroutines are gone.

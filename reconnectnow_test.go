@@ -12,6 +12,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/cenkalti/backoff/v4"
 	"github.com/coder/websocket"
 	"github.com/wsreconnect/wsreconnect/internal/wstest"
 )
@@ -258,6 +259,48 @@ func TestReconnectConcurrentCallsDialOnce(t *testing.T) {
 		}
 		if ds := rec.all(); len(ds) != 1 || !isRequested(ds[0]) {
 			t.Fatalf("disconnects %v, want one requested reconnect", ds)
+		}
+	})
+}
+
+// A Reconnect that finds the connection already ended cuts short the wait
+// after it; if a newer connection is up by then, that connection answers
+// the call, and a later drop still waits its scheduled delay.
+func TestReconnectAnsweredByNewerConnectionLeavesNoWake(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		drop := make(chan struct{})
+		srv := wstest.NewServer(deaf(), wstest.Step{Serve: func(ctx context.Context, ws *websocket.Conn) {
+			select {
+			case <-drop:
+			case <-ctx.Done():
+			}
+		}}, wstest.Echo())
+		defer srv.Close()
+		const delay = 10 * time.Second
+		c := mustDial(t, srv.PipeDial(), WithHeartbeat(0, 0),
+			WithBackOff(func() backoff.BackOff { return backoff.NewConstantBackOff(delay) }))
+		// The first Reconnect ends the connection; the peer is deaf, so it
+		// stays served for the close frame's grace. The second finds it
+		// ended, and a newer connection is up before it goes on.
+		c.Reconnect()
+		testHookReconnectEnded = func() {
+			for c.Stats().Connects < 2 {
+				time.Sleep(10 * time.Millisecond)
+			}
+		}
+		defer func() { testHookReconnectEnded = nil }()
+		c.Reconnect()
+		if n := c.Stats().Connects; n != 2 {
+			t.Fatalf("%d connects when the second Reconnect returned, want 2 (the hook did not run)", n)
+		}
+		close(drop)
+		synctest.Wait()
+		dropped := time.Now()
+		for srv.Attempts.Load() < 3 {
+			time.Sleep(time.Millisecond)
+		}
+		if got := srv.AttemptTimes()[2].Sub(dropped); got != delay {
+			t.Fatalf("the dial after the drop came %v after it, want the scheduled %v", got, delay)
 		}
 	})
 }
