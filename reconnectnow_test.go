@@ -3,8 +3,12 @@
 package wsreconnect
 
 import (
+	"bufio"
 	"context"
+	"encoding/binary"
 	"errors"
+	"io"
+	"net"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -18,34 +22,70 @@ import (
 )
 
 // closeRecorder is a server step that echoes until the connection ends,
-// and records the close frames the client sent, and when.
+// and records the close frames the client sent, and when. It reads the
+// frames itself, so that it records a close frame as it arrives, before it
+// answers: a client that waits for the answer cannot dial again before
+// the close frame is recorded, however the server's goroutines are
+// scheduled.
 type closeRecorder struct {
 	mu      sync.Mutex
 	codes   []websocket.StatusCode
 	reasons []string
 	at      []time.Time
+	served  []time.Time // when each connection's handshake was answered
 }
 
 func (r *closeRecorder) step() wstest.Step {
-	return wstest.Step{Serve: func(ctx context.Context, ws *websocket.Conn) {
+	return wstest.Step{Raw: func(ctx context.Context, conn net.Conn) {
+		r.mu.Lock()
+		r.served = append(r.served, time.Now())
+		r.mu.Unlock()
+		br := bufio.NewReader(conn)
 		for {
-			typ, p, err := ws.Read(ctx)
+			_, op, p, err := readClientFrame(br)
 			if err != nil {
-				var ce websocket.CloseError
-				if errors.As(err, &ce) {
-					r.mu.Lock()
-					r.codes = append(r.codes, ce.Code)
-					r.reasons = append(r.reasons, ce.Reason)
-					r.at = append(r.at, time.Now())
-					r.mu.Unlock()
-				}
 				return
 			}
-			if ws.Write(ctx, typ, p) != nil {
+			switch op {
+			case 0x1, 0x2: // the tests' messages are small: one frame each
+				err = writeServerFrame(conn, op, p)
+			case 0x8:
+				at := time.Now()
+				code := websocket.StatusNoStatusRcvd
+				if len(p) >= 2 {
+					code = websocket.StatusCode(binary.BigEndian.Uint16(p))
+					p = p[2:]
+				}
+				r.mu.Lock()
+				r.codes = append(r.codes, code)
+				r.reasons = append(r.reasons, string(p))
+				r.at = append(r.at, at)
+				r.mu.Unlock()
+				_ = writeServerFrame(conn, 0x8, binary.BigEndian.AppendUint16(nil, uint16(code)))
+				return
+			case 0x9:
+				err = writeServerFrame(conn, 0xA, p)
+			}
+			if err != nil {
 				return
 			}
 		}
 	}}
+}
+
+// writeServerFrame writes one unmasked frame with FIN set.
+func writeServerFrame(w io.Writer, opcode byte, p []byte) error {
+	h := []byte{0x80 | opcode}
+	switch n := len(p); {
+	case n < 126:
+		h = append(h, byte(n))
+	case n <= 0xffff:
+		h = binary.BigEndian.AppendUint16(append(h, 126), uint16(n))
+	default:
+		h = binary.BigEndian.AppendUint64(append(h, 127), uint64(n))
+	}
+	_, err := w.Write(append(h, p...))
+	return err
 }
 
 func (r *closeRecorder) closes() ([]websocket.StatusCode, []string) {
@@ -58,6 +98,12 @@ func (r *closeRecorder) closedAt(i int) time.Time {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.at[i]
+}
+
+func (r *closeRecorder) servedAt(i int) time.Time {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.served[i]
 }
 
 // isRequested reports a Disconnect of a reconnect the application asked for.
@@ -89,8 +135,9 @@ func TestReconnectLiveConnection(t *testing.T) {
 	if codes, reasons := rec.closes(); len(codes) != 1 || codes[0] != websocket.StatusNormalClosure || reasons[0] != "reconnecting" {
 		t.Fatalf("the server saw close frames %v %q, want one 1000 \"reconnecting\"", codes, reasons)
 	}
-	if closed, redial := rec.closedAt(0), srv.AttemptTimes()[1]; !closed.Before(redial) {
-		t.Fatalf("the second handshake arrived %v before the first connection's close frame", closed.Sub(redial))
+	if closed, next := rec.closedAt(0), rec.servedAt(1); !closed.Before(next) {
+		t.Fatalf("the second connection was served %v before the first one's close frame arrived (handshakes at %v, disconnects %v)",
+			closed.Sub(next), srv.AttemptTimes(), w.all())
 	}
 	if n := w.count(); n != 1 {
 		t.Fatalf("%d disconnects, want only the requested one: %v", n, w.all())
