@@ -21,7 +21,7 @@
 //     server saw, and checks them.
 //   - TestExamplePage builds and starts examples/browser, opens its page,
 //     waits for three disconnects and a new connection, checks the page
-//     and takes a screenshot (docs/browser.png with UPDATE_SCREENSHOT=1).
+//     and, with UPDATE_SCREENSHOT=1, writes its screenshot to docs/browser.png.
 //
 // They need Chromium: /usr/bin/chromium (Debian's chromium package) or
 // $CHROMIUM. Without it they skip, except under CI=true, where they fail.
