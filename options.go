@@ -155,6 +155,27 @@ func WithOnConnect(fn func(ctx context.Context, ws *websocket.Conn) error) Optio
 	})
 }
 
+// onConnectKey marks the ctx OnConnect runs with: its value is the session
+// being set up, which ReadOnConnect reads.
+type onConnectKey struct{}
+
+// ReadOnConnect reads the next message of the connection being set up. It
+// may be called only from the OnConnect function (see WithOnConnect), with
+// the ctx OnConnect was given or one derived from it: to read the server's
+// answer to what OnConnect wrote (an authentication reply, a subscription
+// acknowledgement). Messages OnConnect does not read are delivered to
+// Conn.Read once OnConnect has returned nil, in order.
+//
+// It returns an error when ctx ends or the connection ends, and when ctx
+// is not one OnConnect was given.
+func ReadOnConnect(ctx context.Context) (websocket.MessageType, []byte, error) {
+	s, _ := ctx.Value(onConnectKey{}).(*session)
+	if s == nil {
+		return 0, nil, errors.New("wsreconnect: ReadOnConnect called outside OnConnect")
+	}
+	return s.ws.Read(ctx)
+}
+
 // WithOnDisconnect sets a function told of each lost connection and each
 // failed attempt, with the decision taken (Disconnect.Reconnect and
 // Disconnect.Delay). It runs on the Conn's supervisor goroutine: while it

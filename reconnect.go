@@ -252,6 +252,7 @@ func (c *Conn) onConnect(s *session) error {
 	}
 	ctx, cancel := c.attemptContext()
 	defer cancel()
+	ctx = context.WithValue(ctx, onConnectKey{}, s)
 	var err error
 	if !c.callback(func() { err = c.cfg.onConnect(ctx, s.ws) }) {
 		return ErrClosed
