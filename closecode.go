@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"reflect"
 	"strconv"
 	"strings"
 
@@ -156,11 +157,37 @@ func permanentDialError(err error) bool {
 		return true
 	case errors.As(err, &verr), errors.As(err, &uaerr), errors.As(err, &herr), errors.As(err, &cierr):
 		return true
+	case certificateRejected(err):
+		return true
 	case errors.As(err, &uerr) && uerr.Op == "parse":
 		return true
 	}
 	// coder/websocket reports a bad scheme with a plain string.
 	return strings.Contains(err.Error(), "unexpected url scheme")
+}
+
+// certificateAlerts are the TLS alerts a server sends when it rejects the
+// client's certificate, or has none (RFC 8446 §6.2): bad_certificate,
+// unsupported_certificate, certificate_revoked, certificate_expired,
+// certificate_unknown, unknown_ca, access_denied, certificate_required.
+var certificateAlerts = map[uint64]bool{42: true, 43: true, 44: true, 45: true, 46: true, 48: true, 49: true, 116: true}
+
+// certificateRejected reports whether err is the server's TLS alert
+// rejecting the client's certificate. crypto/tls returns an alert received
+// as a *net.OpError with Op "remote error" and an unexported uint8 type
+// (tls.AlertError, exported, only over QUIC): its value is read through
+// reflection.
+func certificateRejected(err error) bool {
+	var ae tls.AlertError
+	if errors.As(err, &ae) {
+		return certificateAlerts[uint64(ae)]
+	}
+	var oe *net.OpError
+	if !errors.As(err, &oe) || oe.Op != "remote error" || oe.Err == nil {
+		return false
+	}
+	v := reflect.ValueOf(oe.Err)
+	return v.Kind() == reflect.Uint8 && certificateAlerts[v.Uint()]
 }
 
 // errNoConnection is what a DialFunc that returned neither a connection

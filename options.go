@@ -173,7 +173,14 @@ func ReadOnConnect(ctx context.Context) (websocket.MessageType, []byte, error) {
 	if s == nil {
 		return 0, nil, errors.New("wsreconnect: ReadOnConnect called outside OnConnect")
 	}
-	return s.ws.Read(ctx)
+	m, ok, err := s.c.inbox.takeHeld(ctx, s.ctx.Done())
+	switch {
+	case err != nil:
+		return 0, nil, fmt.Errorf("wsreconnect: ReadOnConnect: %w", err)
+	case !ok:
+		return 0, nil, s.endedErr()
+	}
+	return m.typ, m.data, nil
 }
 
 // WithOnDisconnect sets a function told of each lost connection and each

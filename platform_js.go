@@ -144,3 +144,11 @@ func valueOf[T any](f reflect.Value) (T, bool) {
 	}
 	return *(*T)(unsafe.Pointer(f.UnsafeAddr())), true
 }
+
+// messageComplete reports true: the browser hands over whole messages
+// only.
+func messageComplete(*websocket.Conn) bool { return true }
+
+// watchControlFrames does nothing: the browser answers pings itself, and
+// shows a page neither pings nor pongs.
+func watchControlFrames(*websocket.Conn, func()) {}

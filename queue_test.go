@@ -22,8 +22,13 @@ import (
 
 func TestSendQueueFlushesInOrderAfterOnConnect(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		// The first connection takes OnConnect's hello, then drops.
-		readOneThenDrop := wstest.Step{Serve: func(ctx context.Context, ws *websocket.Conn) { ws.Read(ctx) }}
+		// The first connection takes OnConnect's hello, then drops (a
+		// moment later: a connection that drops during OnConnect, or
+		// before it is published, is a failed attempt, not a connection).
+		readOneThenDrop := wstest.Step{Serve: func(ctx context.Context, ws *websocket.Conn) {
+			ws.Read(ctx)
+			time.Sleep(time.Millisecond)
+		}}
 		// The third takes four messages, then sends them back (net.Pipe has
 		// no buffer: echoing each at once would block the flush).
 		collect4 := wstest.Step{Serve: func(ctx context.Context, ws *websocket.Conn) {
@@ -108,7 +113,8 @@ func TestStatsCounts(t *testing.T) {
 		time.Sleep(10 * time.Second)
 		time.Sleep(5 * time.Second)
 		st := c.Stats()
-		if st.State != StateConnected || st.Connects != 3 || st.Attempt != 2 {
+		// Attempt: the third dial made the connection up now.
+		if st.State != StateConnected || st.Connects != 3 || st.Attempt != 3 {
 			t.Fatalf("stats %+v", st)
 		}
 		if st.Disconnects[Retry] != 1 || st.Disconnects[RetryOverload] != 1 || st.Disconnects[Stop] != 0 {

@@ -124,7 +124,7 @@ func newSimConfig(r *rand.Rand, tcp bool) simConfig {
 		raiseReadLimit: r.IntN(10) < 9,
 		writers:        1 + r.IntN(3),
 		dialCtx:        time.Duration(1+r.IntN(60)) * time.Second,
-		chaos:          time.Duration(5+r.IntN(25)) * time.Second,
+		chaos:          time.Duration(3+r.IntN(17)) * time.Second,
 		finalGraceful:  r.IntN(2) == 0,
 		finalCode:      []websocket.StatusCode{1000, 1001, 4000}[r.IntN(3)],
 	}
@@ -176,7 +176,15 @@ func (cfg simConfig) options() []Option {
 	}
 }
 
-const simMaxRetryAfter = 10 * time.Second
+// simTrace keeps the events of each schedule, to print a failing one's.
+var simTrace = os.Getenv("WSRECONNECT_SIM_TRACE") != ""
+
+const (
+	simMaxRetryAfter = 10 * time.Second
+	// simDialIgnoresCtx bounds how long a DialFunc that ignores its ctx
+	// goes on.
+	simDialIgnoresCtx = 10 * time.Second
+)
 
 // simPlanFor draws the server's plan for the client's dial n: in the chaos
 // phase anything; once calm, a healthy server.
@@ -191,12 +199,16 @@ func simPlanFor(seed uint64, n int, calm, tcp bool) simPlan {
 func simPlanDraw(seed uint64, n int, calm, tcp bool) simPlan {
 	r := rand.New(rand.NewPCG(seed, uint64(n)*7919))
 	p := simPlan{readLimit: 1 << 20}
-	if r.IntN(3) == 0 {
-		p.pingEvery = time.Duration(50+r.IntN(950)) * time.Millisecond
-	}
 	if calm {
+		// Healthy, and no pings: coder/websocket answers a ping from its
+		// reader, under its write lock, so over net.Pipe (no buffer) a ping
+		// that comes while the client writes to a server that echoes can
+		// stop both ends, until coder/websocket's 5 s bound on the pong.
 		p.ack = r.IntN(2) == 0
 		return p
+	}
+	if r.IntN(3) == 0 {
+		p.pingEvery = time.Duration(50+r.IntN(950)) * time.Millisecond
 	}
 	switch x := r.IntN(100); {
 	case x < 1:
@@ -220,7 +232,7 @@ func simPlanDraw(seed uint64, n int, calm, tcp bool) simPlan {
 	p.noPong = r.IntN(6) == 0
 	p.sends = r.IntN(20)
 	p.sendEvery = time.Duration(r.IntN(500)) * time.Millisecond
-	p.sendMax = []int{16, 200, 2000, 40 << 10}[r.IntN(4)]
+	p.sendMax = []int{16, 16, 16, 200, 200, 200, 2000, 2000, 8000, 40 << 10}[r.IntN(10)]
 	p.trickle = r.IntN(8) == 0
 	if r.IntN(7) == 0 {
 		p.stallAfter = time.Duration(r.IntN(1000)) * time.Millisecond
@@ -263,7 +275,7 @@ type simWorld struct {
 	calm atomic.Bool
 
 	closeReturned    atomic.Bool
-	callbacksRunning sync.WaitGroup
+	callbacksRunning atomic.Int64
 
 	tmu   sync.Mutex // a leaf: ev may be called under the other locks
 	t0    time.Time
@@ -288,11 +300,12 @@ type simWorld struct {
 }
 
 type simDial struct {
-	n              int
-	at, returnAt   time.Time
-	seq, returnSeq int64
-	ok             bool
-	ignoredCtx     bool
+	n               int
+	at, returnAt    time.Time
+	seq, returnSeq  int64
+	ok              bool
+	ignoredCtx      bool
+	onConnectFailed bool
 }
 
 type simDisc struct {
@@ -335,6 +348,9 @@ func (w *simWorld) next() int64 { return w.seq.Add(1) }
 // returns its sequence number.
 func (w *simWorld) ev(format string, args ...any) int64 {
 	seq := w.next()
+	if !simTrace {
+		return seq
+	}
 	w.tmu.Lock()
 	defer w.tmu.Unlock()
 	if w.t0.IsZero() {
@@ -365,7 +381,16 @@ func (w *simWorld) callbackStarts(name string) (returned func()) {
 		w.violate("%s started after Close returned", name)
 	}
 	w.callbacksRunning.Add(1)
-	return w.callbacksRunning.Done
+	return func() { w.callbacksRunning.Add(-1) }
+}
+
+// waitCallbacks waits until the world's callbacks have returned. (Not a
+// sync.WaitGroup: a callback the Conn began just before Close may reach
+// its first line after Close returned, which a WaitGroup forbids.)
+func (w *simWorld) waitCallbacks() {
+	for w.callbacksRunning.Load() > 0 {
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 func (w *simWorld) rng(stream, n int) *rand.Rand {
@@ -384,7 +409,7 @@ func runSim(t *testing.T, seed uint64) {
 	w := &simWorld{t: t, seed: seed, cfg: cfg, writes: map[string]*simWrite{}}
 	defer func() {
 		if len(w.violations) > 0 || t.Failed() {
-			if os.Getenv("WSRECONNECT_SIM_TRACE") != "" {
+			if simTrace {
 				t.Logf("trace (the last events):\n%s", strings.Join(w.trace, "\n"))
 			}
 			t.Errorf("schedule %d (%v; tcp %v):\n  %s\nreplay: WSRECONNECT_SIM_SEED=%d go test -race -count=1 -run '^TestSimulation$' . (WSRECONNECT_SIM_TRACE=1 prints the events)",
@@ -429,7 +454,7 @@ func (w *simWorld) run(r *rand.Rand) {
 	}
 	if err != nil {
 		w.checkDialError(err)
-		w.callbacksRunning.Wait()
+		w.waitCallbacks()
 		w.srv.Close()
 		w.checkLedgers(nil)
 		return
@@ -450,6 +475,8 @@ func (w *simWorld) run(r *rand.Rand) {
 
 	w.sleepOrEnd(c, cfg.chaos)
 	w.calm.Store(true)
+	// The connection up now may be a chaos one; the next is healthy.
+	w.reconnect()
 	<-ctrlDone
 	if !w.ended(c) {
 		w.checkProgress(c)
@@ -471,7 +498,7 @@ func (w *simWorld) run(r *rand.Rand) {
 	if el := time.Since(stopStart); !cfg.tcp && el > 0 {
 		w.violate("the Reads and Writes blocked at Close took %v more to return", el)
 	}
-	w.callbacksRunning.Wait()
+	w.waitCallbacks()
 	w.srv.Close()
 	w.checkLedgers(c)
 }
@@ -541,6 +568,7 @@ func (w *simWorld) dialFunc(client *http.Client, url string) DialFunc {
 		w.mu.Unlock()
 		r := w.rng(1, n)
 		switch x := r.IntN(100); {
+		case w.calm.Load():
 		case x < 2:
 			if c := w.conn.Load(); c != nil {
 				_ = c.CloseNow()
@@ -549,7 +577,7 @@ func (w *simWorld) dialFunc(client *http.Client, url string) DialFunc {
 		case x < 5 && !w.cfg.tcp:
 			// A DialFunc that ignores its ctx for a while.
 			d.ignoredCtx = true
-			time.Sleep(time.Duration(r.IntN(30)) * time.Second)
+			time.Sleep(time.Duration(r.IntN(int(simDialIgnoresCtx))))
 		}
 		ws, resp, err := websocket.Dial(ctx, url, &websocket.DialOptions{
 			HTTPClient: client,
@@ -576,6 +604,7 @@ func (w *simWorld) callbacks() []Option {
 		w.mu.Unlock()
 		r := w.rng(2, i)
 		switch x := r.IntN(100); {
+		case w.calm.Load():
 		case x < 3:
 			w.reconnect()
 		case x < 4:
@@ -597,13 +626,26 @@ func (w *simWorld) callbacks() []Option {
 			if w.cfg.readGreeting && simPlanFor(w.seed, n, w.calm.Load(), w.cfg.tcp).greet {
 				typ, p, err := ReadOnConnect(ctx)
 				if err != nil {
+					w.mu.Lock()
+					if dl := w.dialRec(n); dl != nil {
+						dl.onConnectFailed = true
+					}
+					w.mu.Unlock()
 					return err
 				}
 				w.gotMessage(typ, p, true)
 			}
 			hello := simClientMessage(0, n, websocket.MessageText, []byte("hello"))
 			err := ws.Write(ctx, websocket.MessageText, hello)
+			if err != nil {
+				w.mu.Lock()
+				if dl := w.dialRec(n); dl != nil {
+					dl.onConnectFailed = true
+				}
+				w.mu.Unlock()
+			}
 			switch x := r.IntN(100); {
+			case w.calm.Load():
 			case x < 2:
 				w.reconnect()
 			case x < 3:
@@ -620,7 +662,7 @@ func (w *simWorld) callbacks() []Option {
 		var calls atomic.Int64
 		opts = append(opts, WithPolicy(func(d Disconnect) Decision {
 			defer w.callbackStarts("the policy")()
-			if w.rng(4, int(calls.Add(1))).IntN(100) == 0 {
+			if w.rng(4, int(calls.Add(1))).IntN(100) == 0 && !w.calm.Load() {
 				if c := w.conn.Load(); c != nil {
 					_ = c.Close(websocket.StatusNormalClosure, "from the policy")
 				}
@@ -784,19 +826,26 @@ func (w *simWorld) gotMessage(typ websocket.MessageType, p []byte, viaHook bool)
 func (w *simWorld) writer(c *Conn, id int) {
 	r := w.rng(7, id)
 	for n := 0; ; n++ {
-		if !w.pause(w.d(time.Duration(r.IntN(500)) * time.Millisecond)) {
+		gap := time.Duration(r.IntN(500)) * time.Millisecond
+		if w.calm.Load() {
+			gap *= 8 // the calm phase checks progress; a few writes do
+		}
+		if !w.pause(w.d(gap)) {
 			return
 		}
 		var size int
 		switch x := r.IntN(100); {
-		case x < 70:
+		case x < 85:
 			size = r.IntN(200)
-		case x < 95:
-			size = 200 + r.IntN(20<<10)
+		case x < 97:
+			size = 200 + r.IntN(8<<10)
 		case x < 99:
-			size = 20<<10 + r.IntN(50<<10)
+			size = 8<<10 + r.IntN(62<<10)
 		default:
 			size = 64<<10 + r.IntN(64<<10) // past the read limit of some plans
+		}
+		if w.calm.Load() && !w.cfg.raiseReadLimit {
+			size = min(size, 30<<10) // its echo must not stop the Conn (1009)
 		}
 		typ := websocket.MessageBinary
 		if r.IntN(2) == 0 {
@@ -806,6 +855,9 @@ func (w *simWorld) writer(c *Conn, id int) {
 		rec := &simWrite{id: fmt.Sprintf("%d.%d", id, n), queued: w.cfg.sendQueue > 0}
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		switch x := r.IntN(100); {
+		case w.calm.Load():
+			// A ctx that ends in the middle of a frame closes the
+			// connection: the calm phase is for progress.
 		case x < 8:
 			cancel()
 			rec.precanceled = true
@@ -838,7 +890,7 @@ func (w *simWorld) checkProgress(c *Conn) {
 	// end or stall, a hanging handshake, a Retry-After, a backoff wait.
 	wait := w.d(6*time.Second) + w.cfg.dialTimeout + max(w.cfg.maxDelay, time.Second) + 2*w.cfg.hbInterval + w.cfg.hbTimeout
 	if !w.cfg.tcp {
-		wait += simMaxRetryAfter
+		wait += simMaxRetryAfter + simDialIgnoresCtx
 	}
 	w.sleepOrEnd(c, wait)
 	if w.ended(c) {
@@ -858,7 +910,11 @@ func (w *simWorld) checkProgress(c *Conn) {
 	rec.err, rec.endSeq = err, w.next()
 	w.mu.Unlock()
 	if err != nil {
-		if !w.ended(c) {
+		// A Write from the chaos (too big for the client's read limit,
+		// say) may still stop the Conn: then the marker is excused.
+		w.sleepOrEnd(c, 15*time.Second)
+		var se *StopError
+		if !errors.As(c.Err(), &se) && !errors.Is(c.Err(), ErrClosed) {
 			w.violate("with a healthy server, the marker's Write failed after %v: %v (Stats %+v)", time.Since(start), err, c.Stats())
 		}
 		return
@@ -958,6 +1014,7 @@ func (w *simWorld) checkLedgers(c *Conn) {
 
 	// Writes.
 	var lostQueued int
+	var lostIDs []string
 	for _, rec := range w.writes {
 		switch {
 		case rec.precanceled && received[rec.id]:
@@ -965,13 +1022,15 @@ func (w *simWorld) checkLedgers(c *Conn) {
 		case rec.err == nil && rec.endSeq != 0 && !received[rec.id]:
 			if rec.queued {
 				lostQueued++
+				lostIDs = append(lostIDs, rec.id)
 			} else if !w.cfg.tcp {
 				violate("Write %s returned nil, and the server never received it", rec.id)
 			}
 		}
 	}
 	if lostQueued > w.unsentCount && !w.cfg.tcp {
-		violate("%d queued Writes returned nil and never reached the server, but Close counted %d unsent", lostQueued, w.unsentCount)
+		slices.Sort(lostIDs)
+		violate("%d queued Writes returned nil and never reached the server (%v), but Close counted %d unsent", lostQueued, lostIDs, w.unsentCount)
 	}
 
 	// Reads: of each connection, all the server sent, when it ended it.
@@ -1022,6 +1081,9 @@ func (w *simWorld) checkLedgers(c *Conn) {
 				step := max(min(w.cfg.hbInterval, w.cfg.hbTimeout)/8, time.Millisecond)
 				born := w.dialReturnTime(dl)
 				death := born.Add(d.Uptime)
+				if d.Uptime == 0 {
+					death = dr.at // it died while being set up: no uptime
+				}
 				if silence := death.Sub(l.lastWrite); !l.lastWrite.IsZero() && silence < w.cfg.hbInterval+w.cfg.hbTimeout-step {
 					violate("disconnect %d: heartbeat timeout %v after the server's last frame (interval %v, timeout %v; plan %v)",
 						n, silence, w.cfg.hbInterval, w.cfg.hbTimeout, l.plan)
@@ -1049,6 +1111,8 @@ func (w *simWorld) checkLedgers(c *Conn) {
 				!(d.Code == websocket.StatusMessageTooBig && !w.cfg.raiseReadLimit):
 				violate("disconnect %d: code %d, which the server never sent (it sent %d): %v", n, d.Code, l.sentClose, d)
 			}
+			// A connection OnConnect rejected delivers nothing.
+			clientCause = clientCause || dl != nil && dl.onConnectFailed
 			serverEnded := l.endedSeq != 0 && (l.peerGoneSeq == 0 || l.endedSeq < l.peerGoneSeq) && (!l.gotClose || l.endedSeq < l.gotCloseSeq)
 			laterRead := lastRead > n || (w.readStop != nil && i == len(w.discs)-1)
 			if serverEnded && !clientCause && laterRead && readCount[n] != l.sent && !w.cfg.tcp {

@@ -169,7 +169,7 @@ func (s *simServer) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	go func() {
 		defer s.wg.Done()
 		sc := &simConn{s: s, l: l, conn: conn, br: bufio.NewReader(conn), done: make(chan struct{}), wmu: make(chanMutex, 1),
-			rng: rand.New(rand.NewPCG(uint64(dial), s.w.seed))}
+			rng: rand.New(rand.NewPCG(uint64(dial), s.w.seed)), wrng: rand.New(rand.NewPCG(uint64(dial), s.w.seed+1))}
 		sc.serve()
 		s.mu.Lock()
 		delete(s.conns, conn)
@@ -210,6 +210,7 @@ type simConn struct {
 	conn net.Conn
 	br   *bufio.Reader
 	rng  *rand.Rand // the script's own: its decisions do not depend on the reader's timing
+	wrng *rand.Rand // the trickle's, under wmu
 
 	wmu       chanMutex // one frame at a time (a channel: a writer blocked on it blocks durably in a bubble)
 	closeOnce sync.Once
@@ -293,7 +294,7 @@ func (c *simConn) send(typ websocket.MessageType, body []byte) error {
 			return err
 		}
 		for rest := msg; len(rest) > 0; {
-			n := min(len(rest), 512+c.rng.IntN(4096))
+			n := min(len(rest), 512+c.wrng.IntN(4096))
 			if _, err := c.conn.Write(rest[:n]); err != nil {
 				return err
 			}
@@ -429,8 +430,10 @@ func (c *simConn) read() {
 	for {
 		if !stalled && p.stall > 0 && time.Since(c.start) >= p.stallAfter {
 			stalled = true
-			if d := time.Until(stallEnd); d > 0 && !c.sleep(d) {
-				return
+			if d := time.Until(stallEnd); d > 0 {
+				// Once the socket is closed, what the read buffer holds is
+				// still read: it had reached the server.
+				c.sleep(d)
 			}
 		}
 		fin, op, payload, err := readClientFrame(c.br)
@@ -446,17 +449,23 @@ func (c *simConn) read() {
 				msg, typ = nil, op
 			}
 			msg = append(msg, payload...)
-			if p.readLimit > 0 && len(msg) > p.readLimit {
-				c.closeWith(websocket.StatusMessageTooBig)
-				return
-			}
 			if !fin {
 				continue
 			}
+			// The limit is checked on whole messages only: a Write that
+			// returned nil handed all of its message to the server (its
+			// last frame may sit in the server's read buffer).
+			tooBig := p.readLimit > 0 && len(msg) > p.readLimit
+			// A whole message reached the server, even one it refuses.
 			id := c.s.w.clientMessageID(msg, websocket.MessageType(typ))
 			c.s.mu.Lock()
 			c.l.received = append(c.l.received, id)
 			c.s.mu.Unlock()
+			c.s.w.ev("server %d: received %s (%d bytes)", c.l.dial, id, len(msg))
+			if tooBig {
+				c.closeWith(websocket.StatusMessageTooBig)
+				return
+			}
 			var answer []byte
 			if p.ack {
 				answer = append([]byte("a"), id...)
@@ -543,18 +552,29 @@ func simClientMessage(writer, n int, typ websocket.MessageType, payload []byte) 
 }
 
 // simPayload returns n bytes: ASCII for text (which must be UTF-8), any
-// bytes for binary.
+// bytes for binary; cut from a random place in a table, which is cheaper
+// than drawing each byte (the checksum makes every message check itself).
 func simPayload(r *rand.Rand, n int, typ websocket.MessageType) []byte {
+	table := simBinary
+	if typ == websocket.MessageText {
+		table = simText
+	}
 	b := make([]byte, n)
-	for i := range b {
-		if typ == websocket.MessageText {
-			b[i] = 'a' + byte(r.IntN(26))
-		} else {
-			b[i] = byte(r.Uint32())
-		}
+	for i := 0; i < n; {
+		i += copy(b[i:], table[r.IntN(len(table)/2):])
 	}
 	return b
 }
+
+var simText, simBinary = func() ([]byte, []byte) {
+	r := rand.New(rand.NewPCG(1, 2))
+	text, bin := make([]byte, 256<<10), make([]byte, 256<<10)
+	for i := range text {
+		text[i] = 'a' + byte(r.IntN(26))
+		bin[i] = byte(r.Uint32())
+	}
+	return text, bin
+}()
 
 // parseSimMessage checks a message's header against its body; it returns
 // the header's fields and the body.

@@ -9,7 +9,8 @@ import (
 type counts struct {
 	connects       uint64
 	disconnects    [3]uint64 // by Decision
-	attempt        int
+	dials          int       // dial attempts since Dial or the last stable connection
+	attempt        int       // the Attempt of the latest connection or Disconnect
 	last           Disconnect
 	downtime       time.Duration // without a connection, up to downSince
 	downSince      time.Time     // when the current outage began; zero while connected or after the end
@@ -26,8 +27,10 @@ type Stats struct {
 	Connects uint64
 	// Disconnects counts the Disconnects reported, by decision.
 	Disconnects map[Decision]uint64
-	// Attempt is the Attempt of the last Disconnect: consecutive failures
-	// since the last stable connection; 0 before the first Disconnect.
+	// Attempt is the number of the attempt that made the current
+	// connection (as the "connected" log line says), or else the Attempt of
+	// the last Disconnect: dial attempts are counted since Dial or the last
+	// stable connection (see Disconnect.Attempt).
 	Attempt int
 	// LastDisconnect is the most recent Disconnect; zero before the first.
 	LastDisconnect Disconnect
@@ -57,7 +60,7 @@ func (c *Conn) Stats() Stats {
 	defer c.mu.Unlock()
 	now := time.Now()
 	st := Stats{
-		State:          c.state,
+		State:          c.life.public(),
 		Connects:       c.counts.connects,
 		Disconnects:    make(map[Decision]uint64, len(c.counts.disconnects)),
 		Attempt:        c.counts.attempt,
@@ -68,13 +71,10 @@ func (c *Conn) Stats() Stats {
 		NextAttempt:    c.counts.nextAttempt,
 		Queued:         len(c.queue),
 	}
-	if c.isClosing() {
-		st.State = StateClosed
-	}
 	for d, n := range c.counts.disconnects {
 		st.Disconnects[Decision(d)] = n
 	}
-	if c.phase == phaseLive && c.sess != nil {
+	if c.life == live {
 		st.Uptime = c.sess.uptime()
 	}
 	if !c.counts.downSince.IsZero() {
