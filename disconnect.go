@@ -33,12 +33,10 @@ type Disconnect struct {
 	Err error
 	// Uptime is how long the connection was up; 0 for a failed attempt.
 	Uptime time.Duration
-	// Attempt numbers the attempts since Dial or since the last stable
-	// connection (see WithStableUptime): a failed dial, or the end of a
-	// connection that did not stay up that long, reports the number of its
-	// dial: 1, 2, 3, … The end of a stable connection reports 1, and the
-	// count starts again (the dial after it is 1 too). The "connected" log
-	// line and Stats.Attempt use the same count.
+	// Attempt counts the consecutive failures since the last stable
+	// connection (see WithStableUptime), this one included: 1, 2, 3, …;
+	// the end of a stable connection is 1. The n-th consecutive failure
+	// waits in the schedule's n-th window.
 	Attempt int
 	// Decision is what the policy decided.
 	Decision Decision

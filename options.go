@@ -352,12 +352,15 @@ func WithPingFunc(fn func(ctx context.Context, ws *websocket.Conn) error) Option
 // WithLogger sets the logger for connects and disconnects, through
 // log/slog:
 //
-//   - "wsreconnect: connected", at Info, with attempt (1 for the first
-//     attempt after a stable connection or Dial), downtime (how long the
-//     Conn was without a connection) and subprotocol;
+//   - "wsreconnect: connected", at Info, with attempt (the number of the
+//     dial that made the connection, counted since Dial or since the last
+//     stable connection ended: 1 for the first; Stats.Attempt says the same
+//     while the connection is up), downtime (how long the Conn was without
+//     a connection) and subprotocol;
 //   - "wsreconnect: disconnected", with code, reason, http_status,
 //     retry_after, uptime (of the connection that ended; 0 for a failed
-//     attempt), attempt, decision (stop, retry, retry_overload), delay and
+//     attempt), attempt (Disconnect.Attempt), decision (stop, retry,
+//     retry_overload), delay and
 //     err: at Warn for a retry the schedules expect, at Info for a reconnect
 //     the application asked for, at Error when the Conn stops.
 //

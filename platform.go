@@ -18,6 +18,21 @@ const protocolPings = true
 // and also the wait for the pump to finish the message it is reading.
 const closeGrace = 10 * time.Second
 
+// handshakeReads reports whether the close handshake reads the peer's
+// answer itself (coder/websocket's Close does; see session.closeHandshake).
+const handshakeReads = true
+
+// handshakeAnswered reports whether the close handshake under way has had
+// its answer: coder/websocket's Close has returned. s.mu is held.
+func (s *session) handshakeAnswered() bool {
+	select {
+	case <-s.shakeDone:
+		return true
+	default:
+		return false
+	}
+}
+
 // platform is a session's platform-specific state: none here.
 //
 //lint:ignore U1000 the browser's platform has state (platform_js.go)

@@ -327,17 +327,18 @@ func (c *Conn) waitLimiter() error {
 }
 
 // countAttempt returns the Attempt of the Disconnect being reported: the
-// number of the dial that made the connection or failed, counted since Dial
-// or the last stable connection; 1 for the end of a stable connection,
-// after which the count starts again.
+// consecutive failures since the last stable connection, this one
+// included. The end of a stable connection is the first, and the dials are
+// counted again from there.
 func (c *Conn) countAttempt(stable bool) int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.counts.attempt = c.counts.dials
 	if stable {
-		c.counts.dials, c.counts.attempt = 0, 1
+		c.counts.failures, c.counts.dials = 0, 0
 	}
-	return c.counts.attempt
+	c.counts.failures++
+	c.counts.attempt = c.counts.failures
+	return c.counts.failures
 }
 
 // sleep waits d, or until Close or a Reconnect, then enters dialing; it
@@ -384,9 +385,8 @@ func (c *Conn) recordDisconnect(d Disconnect) {
 func (c *Conn) logger() *slog.Logger { return c.cfg.logger }
 
 // logConnect logs a connection that came up: which attempt it took (the
-// number of the dial since Dial or the last stable connection, as
-// Disconnect.Attempt counts them) and how long the Conn had been without a
-// connection.
+// number of the dial since Dial or since the last stable connection ended)
+// and how long the Conn had been without a connection.
 func (c *Conn) logConnect(s *session) {
 	c.mu.Lock()
 	attempt, outage := c.counts.attempt, s.outage

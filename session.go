@@ -46,6 +46,7 @@ type session struct {
 	// closing once the handshake wants to read; msgDone wakes it.
 	inMsg, closing atomic.Bool
 	msgDone        chan struct{}
+	pumpEnded      atomic.Bool // serve has returned
 
 	// ended is set, and endedCh closed, once the session is ending (by
 	// Conn.to): Writes stop using it and the pump drains it.
@@ -198,6 +199,7 @@ func (s *session) cause() error {
 // session is ending it drains what had arrived, past that bound, so that
 // nothing received is lost.
 func (s *session) serve() error {
+	defer s.pumpEnded.Store(true)
 	ctx := s.readContext()
 	for {
 		typ, data, err := s.readMessage(ctx)
@@ -457,14 +459,16 @@ func (s *session) closeHandshake(code websocket.StatusCode, reason string, grace
 	go func() {
 		defer s.tasks.Done()
 		defer close(s.shakeDone)
-		s.closing.Store(true)
-		for s.inMsg.Load() {
-			select {
-			case <-s.msgDone:
-			case <-s.killedCh:
-			}
-			if s.isKilled() {
-				return
+		if handshakeReads {
+			s.closing.Store(true)
+			for s.inMsg.Load() {
+				select {
+				case <-s.msgDone:
+				case <-s.killedCh:
+				}
+				if s.isKilled() {
+					return
+				}
 			}
 		}
 		err := closeConn(s.ws, code, reason)
@@ -504,12 +508,8 @@ func (s *session) kill() {
 	s.killed = true
 	close(s.killedCh)
 	handshake := s.handshake
-	if handshake && s.closeErr == nil {
-		select {
-		case <-s.shakeDone:
-		default:
-			s.closeErr = errHandshakeCut
-		}
+	if handshake && s.closeErr == nil && !s.handshakeAnswered() {
+		s.closeErr = errHandshakeCut
 	}
 	s.mu.Unlock()
 	if !handshake {

@@ -9,8 +9,9 @@ import (
 type counts struct {
 	connects       uint64
 	disconnects    [3]uint64 // by Decision
-	dials          int       // dial attempts since Dial or the last stable connection
-	attempt        int       // the Attempt of the latest connection or Disconnect
+	dials          int       // dial attempts since Dial or the last stable connection ended
+	failures       int       // consecutive failures since the last stable connection (Disconnect.Attempt)
+	attempt        int       // Stats.Attempt
 	last           Disconnect
 	downtime       time.Duration // without a connection, up to downSince
 	downSince      time.Time     // when the current outage began; zero while connected or after the end
@@ -27,10 +28,11 @@ type Stats struct {
 	Connects uint64
 	// Disconnects counts the Disconnects reported, by decision.
 	Disconnects map[Decision]uint64
-	// Attempt is the number of the attempt that made the current
-	// connection (as the "connected" log line says), or else the Attempt of
-	// the last Disconnect: dial attempts are counted since Dial or the last
-	// stable connection (see Disconnect.Attempt).
+	// Attempt is, while a connection is up, the number of the dial that
+	// made it, counted since Dial or since the last stable connection ended
+	// (as the "connected" log line says: 1 when the first dial after it
+	// succeeded); otherwise the Attempt of the last Disconnect. 0 before
+	// either.
 	Attempt int
 	// LastDisconnect is the most recent Disconnect; zero before the first.
 	LastDisconnect Disconnect
