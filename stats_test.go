@@ -179,6 +179,9 @@ func TestAttemptCountsAgreeAfterStableConnection(t *testing.T) {
 			t.Fatalf("Stats.Attempt %d while the second dial's connection is up, want 2", a)
 		}
 		time.Sleep(time.Minute)
+		ds := rec.all()
+		st := c.Stats()
+		c.CloseNow() // and the log is complete
 		var connected []string
 		for _, l := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
 			var m map[string]any
@@ -192,11 +195,10 @@ func TestAttemptCountsAgreeAfterStableConnection(t *testing.T) {
 		if !slices.Equal(connected, []string{"2", "1"}) {
 			t.Fatalf("connected lines say attempt %v, want [2 1]", connected)
 		}
-		ds := rec.all()
 		if len(ds) != 2 || ds[0].Attempt != 1 || ds[1].Attempt != 1 {
 			t.Fatalf("disconnects %v, want the 503 (attempt 1) and the stable connection's end (attempt 1)", ds)
 		}
-		if a := c.Stats().Attempt; a != 1 {
+		if a := st.Attempt; a != 1 {
 			t.Fatalf("Stats.Attempt %d, want 1, as the log says", a)
 		}
 	})
