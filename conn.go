@@ -165,6 +165,7 @@ type Conn struct {
 
 	inbox inbox
 	cur   atomic.Pointer[session] // the live session, for Write's fast path; set and cleared by to
+	trace *tracer                 // nil without WithTrace
 
 	mu        sync.Mutex
 	life      life
@@ -213,6 +214,9 @@ func Dial(ctx context.Context, dial DialFunc, opts ...Option) (*Conn, error) {
 	}
 	c.end, c.cancel = context.WithCancel(c.base)
 	c.counts.downSince = time.Now()
+	if len(cfg.traces) > 0 {
+		c.trace = &tracer{traces: cfg.traces}
+	}
 	go c.run()
 
 	select {
@@ -478,6 +482,9 @@ func (c *Conn) to(n life, s *session) bool {
 		panic(fmt.Sprintf("wsreconnect: internal error: %v → %v", from, n))
 	}
 	c.life = n
+	if c.trace != nil && from.public() != n.public() {
+		c.trace.emit(traceEvent{kind: evState, state: n.public()})
+	}
 	switch n {
 	case dialing:
 		// A Reconnect from before this attempt is answered by it.
@@ -493,6 +500,7 @@ func (c *Conn) to(n life, s *session) bool {
 		s.outage = c.counts.connectedLocked(time.Now())
 		c.counts.attempt = c.counts.dials
 		c.cur.Store(s)
+		c.emit(traceEvent{kind: evConnected, attempt: c.counts.dials, d: s.outage, text: s.subprotocol})
 		c.sendFirst(nil)
 	case ending:
 		s.end()
@@ -510,6 +518,7 @@ func (c *Conn) to(n life, s *session) bool {
 		if n := len(c.queue); n > 0 {
 			c.unsent = &UnsentError{Count: n}
 			c.queue = nil
+			c.emit(traceEvent{kind: evQueue})
 		}
 		if !c.counts.downSince.IsZero() {
 			c.counts.downtime += time.Since(c.counts.downSince)
@@ -518,6 +527,9 @@ func (c *Conn) to(n life, s *session) bool {
 		c.sendFirst(ErrClosed)
 		c.cancel()
 		signal(c.wake)
+		if c.trace != nil {
+			c.trace.stop()
+		}
 	}
 	close(c.changed)
 	c.changed = make(chan struct{})
@@ -544,6 +556,13 @@ func (c *Conn) endErr() error {
 		return c.stopErr
 	}
 	return ErrClosed
+}
+
+// emit queues ev for the Conn's Traces, if it has any.
+func (c *Conn) emit(ev traceEvent) {
+	if c.trace != nil {
+		c.trace.emit(ev)
+	}
 }
 
 // isClosed reports whether the Conn has entered closed.

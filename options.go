@@ -67,6 +67,8 @@ type config struct {
 
 	sendQueue int
 
+	traces []Trace
+
 	errs []error // problems found while applying options
 }
 

@@ -47,6 +47,7 @@ func (c *Conn) run() {
 		}
 		c.recordDisconnect(d)
 		c.logDisconnect(d)
+		c.emit(traceEvent{kind: evDisconnected, disconnect: d})
 		if fn := c.cfg.onDisconnect; fn != nil {
 			if _, ok := callback(c, func() struct{} { fn(d); return struct{}{} }, nil); !ok {
 				return
@@ -235,6 +236,7 @@ func (c *Conn) setup(s *session) {
 		if len(c.queue) > 0 { // Close may have dropped it
 			c.queue[0] = message{}
 			c.queue = c.queue[1:]
+			c.emit(traceEvent{kind: evQueue, depth: len(c.queue)})
 		}
 		c.mu.Unlock()
 	}
@@ -256,10 +258,13 @@ func (c *Conn) stop(d Disconnect) {
 func (c *Conn) dialAttempt() (*websocket.Conn, net.Conn, Disconnect) {
 	c.mu.Lock()
 	c.counts.dials++
+	attempt := c.counts.dials
 	c.mu.Unlock()
 	if err := c.waitLimiter(); err != nil {
 		return nil, nil, Disconnect{Err: err}
 	}
+	start := time.Now()
+	c.emit(traceEvent{kind: evDialStart, attempt: attempt})
 	ctx, cancel := context.WithTimeout(c.end, c.cfg.dialTimeout)
 	defer cancel()
 	var (
@@ -297,6 +302,7 @@ func (c *Conn) dialAttempt() (*websocket.Conn, net.Conn, Disconnect) {
 		err = errNoConnection
 	}
 	if err == nil {
+		c.emit(traceEvent{kind: evDialDone, attempt: attempt, d: time.Since(start)})
 		mu.Lock()
 		defer mu.Unlock()
 		if tc, ok := netConn.(*tls.Conn); ok {
@@ -308,7 +314,9 @@ func (c *Conn) dialAttempt() (*websocket.Conn, net.Conn, Disconnect) {
 		closeNow(ws)
 	}
 	err = describeDialError(redact(err), ctx, c.isClosed(), c.cfg.dialTimeout.String())
-	return nil, nil, dialEnd(err, resp, time.Now(), c.cfg.maxRetryAfter)
+	d := dialEnd(err, resp, time.Now(), c.cfg.maxRetryAfter)
+	c.emit(traceEvent{kind: evDialDone, attempt: attempt, d: time.Since(start), err: d.Err, status: d.HTTPStatus})
+	return nil, nil, d
 }
 
 // waitLimiter waits on the dial limiter, if there is one, until Close.
@@ -350,6 +358,7 @@ func (c *Conn) sleep(d time.Duration) bool {
 	}
 	if d > 0 {
 		c.counts.nextAttempt = time.Now().Add(d)
+		c.emit(traceEvent{kind: evWaitStart, d: d})
 	}
 	c.mu.Unlock()
 	if d > 0 {
