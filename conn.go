@@ -154,31 +154,34 @@ type Conn struct {
 
 	// base carries the values of Dial's ctx, never its cancellation.
 	base context.Context
-	// end ends when the Conn enters closed: every attempt's, session's
-	// and callback's ctx derives from it.
+	// end ends when the Conn enters closed: the callbacks, the dial
+	// limiter and Read wait on it.
 	end    context.Context
 	cancel context.CancelFunc
 
-	done        chan struct{} // closed when the supervisor has returned
-	first       chan error    // the outcome of the first connection, for Dial
-	closeCalled atomic.Bool   // Close or CloseNow was called (set under mu)
+	done  chan struct{} // closed when the supervisor has returned
+	first chan error    // the outcome of the first connection, for Dial
 
 	inbox inbox
 	cur   atomic.Pointer[session] // the live session, for Write's fast path; set and cleared by to
 	trace *tracer                 // nil without WithTrace
 
-	mu        sync.Mutex
-	life      life
-	sess      *session      // from settingUp until the supervisor has retired it
-	changed   chan struct{} // closed and replaced on every change of state
-	wake      chan struct{} // cuts the supervisor's wait short (cap 1)
-	wakeNow   bool          // a Reconnect asked for no wait before the next dial
-	stopErr   error         // why the Conn ended, when the policy stopped it
-	closeErr  error         // the close handshake's error, for Close
-	firstSent bool
-	queue     []message // the send queue (WithSendQueue), oldest first
-	unsent    error     // an *UnsentError once the Conn has ended with a queue
-	counts    counts    // for Stats
+	mu         sync.Mutex
+	cancelDial context.CancelFunc // ends the dial under way, if any (Close)
+	sess       *session           // from settingUp until the supervisor has retired it
+	changed    chan struct{}      // closed and replaced on every change of state
+	wake       chan struct{}      // cuts the supervisor's wait short (cap 1)
+	stopErr    error              // why the Conn ended, when the policy stopped it
+	closeErr   error              // the close handshake's error, for Close
+	queue      []message          // the send queue (WithSendQueue), oldest first
+	unsent     error              // an *UnsentError once the Conn has ended with a queue
+	counts     counts             // for Stats
+
+	// The small ones together, so that an idle Conn stays in its size class.
+	closeCalled atomic.Bool // Close or CloseNow was called (set under mu)
+	life        life
+	wakeNow     bool // a Reconnect asked for no wait before the next dial
+	firstSent   bool
 }
 
 // Dial starts a Conn and returns once its first connection is up (after
@@ -258,7 +261,7 @@ func (c *Conn) Read(ctx context.Context) (websocket.MessageType, []byte, error) 
 	m, ok, err := c.inbox.take(ctx, c.end.Done())
 	switch {
 	case err != nil:
-		return 0, nil, err
+		return 0, nil, fmt.Errorf("wsreconnect: read: %w", err)
 	case !ok:
 		return 0, nil, c.endErr()
 	}
@@ -423,6 +426,29 @@ func (c *Conn) Reconnect() {
 	c.mu.Unlock()
 }
 
+// WaitConnected waits until a connection serves Read and Write (State is
+// StateConnected): after Dial, after Reconnect, while the Conn reconnects.
+// It returns nil then; ctx's error (wrapped) if ctx ends first; and, once
+// the Conn has ended, what Err says.
+func (c *Conn) WaitConnected(ctx context.Context) error {
+	for {
+		c.mu.Lock()
+		l, ch := c.life, c.changed
+		c.mu.Unlock()
+		switch l {
+		case live:
+			return nil
+		case closed:
+			return c.endErr()
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("wsreconnect: waiting for a connection: %w", ctx.Err())
+		}
+	}
+}
+
 // Done returns a channel that is closed once the Conn has ended (Close,
 // CloseNow or a policy stop) and all its goroutines are gone (see Close
 // about the application's callbacks).
@@ -443,7 +469,7 @@ func (c *Conn) Err() error {
 // "" when none was or while the Conn is reconnecting.
 func (c *Conn) Subprotocol() string {
 	if s := c.cur.Load(); s != nil {
-		return s.subprotocol
+		return s.ws.Subprotocol()
 	}
 	return ""
 }
@@ -500,7 +526,7 @@ func (c *Conn) to(n life, s *session) bool {
 		s.outage = c.counts.connectedLocked(time.Now())
 		c.counts.attempt = c.counts.dials
 		c.cur.Store(s)
-		c.emit(traceEvent{kind: evConnected, attempt: c.counts.dials, d: s.outage, text: s.subprotocol})
+		c.emit(traceEvent{kind: evConnected, attempt: c.counts.dials, d: s.outage, text: s.ws.Subprotocol()})
 		c.sendFirst(nil)
 	case ending:
 		s.end()
@@ -526,6 +552,9 @@ func (c *Conn) to(n life, s *session) bool {
 		}
 		c.sendFirst(ErrClosed)
 		c.cancel()
+		if c.cancelDial != nil {
+			c.cancelDial()
+		}
 		signal(c.wake)
 		if c.trace != nil {
 			c.trace.stop()

@@ -519,8 +519,8 @@ func TestEndCauseRanking(t *testing.T) {
 		{"a stale ctx alone explains a closed connection", &session{writeCtxErr: stale, readErr: net.ErrClosed}, stale},
 		{"the peer's close frame over a write error", &session{writeErr: broken, readErr: peer}, peer},
 		{"a requested reconnect over the peer's answer", &session{requested: true, readErr: peer}, ErrReconnectRequested},
-		{"OnConnect's error, which sent its close frame, over the answer", &session{setupErr: stale, setupEnded: true, readErr: peer}, stale},
-		{"the peer's close frame over OnConnect's error once the connection was gone", &session{setupErr: stale, readErr: peer}, peer},
+		{"OnConnect's error, which sent its close frame, over the answer", &session{setup: &setupState{err: stale, ended: true}, readErr: peer}, stale},
+		{"the peer's close frame over OnConnect's error once the connection was gone", &session{setup: &setupState{err: stale}, readErr: peer}, peer},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			if got := tt.s.cause(); !errors.Is(got, tt.want) {

@@ -131,8 +131,8 @@ func (st Stats) MarshalJSON() ([]byte, error) {
 		TraceDropped    uint64              `json:"trace_dropped"`
 	}{
 		State: st.State, Connects: st.Connects, Disconnects: st.Disconnects, Attempt: st.Attempt,
-		LastDisconnect: lastOrNil(st.LastDisconnect), UptimeSeconds: st.Uptime.Seconds(),
-		DowntimeSeconds: st.Downtime.Seconds(), ConnectedAt: at(st.ConnectedAt),
+		LastDisconnect: lastOrNil(st.LastDisconnect), UptimeSeconds: seconds(st.Uptime),
+		DowntimeSeconds: seconds(st.Downtime), ConnectedAt: at(st.ConnectedAt),
 		DisconnectedAt: at(st.DisconnectedAt), NextAttemptAt: at(st.NextAttempt), Queued: st.Queued,
 		TraceDropped: st.TraceDropped,
 	})

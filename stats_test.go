@@ -203,3 +203,57 @@ func TestAttemptCountsAgreeAfterStableConnection(t *testing.T) {
 		}
 	})
 }
+
+// Stats and Disconnect render durations without float noise, in JSON and
+// as text.
+func TestDurationsRenderedWithoutNoise(t *testing.T) {
+	st := Stats{Downtime: 5120275291 * time.Nanosecond, LastDisconnect: Disconnect{Code: 1006, Attempt: 1, Reconnect: true,
+		Decision: Retry, Delay: 99956464 * time.Nanosecond, Uptime: 1500000001}}
+	b, err := json.Marshal(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"downtime_seconds":5.120275`, `"delay_seconds":0.099956`, `"uptime_seconds":1.5,`} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("JSON %s lacks %s", b, want)
+		}
+	}
+	if got := st.LastDisconnect.String(); !strings.HasSuffix(got, "retry in 100ms") {
+		t.Errorf("Disconnect %q, want the delay in milliseconds", got)
+	}
+}
+
+// WaitConnected waits for a connection that serves Read and Write: after
+// Reconnect (State no longer says connected), until the next one is up;
+// bounded by its ctx; and says why the Conn ended, once it has.
+func TestWaitConnected(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := wstest.NewServer(wstest.Echo(), wstest.Reject(503, "5"), wstest.Echo(), wstest.Reject(401, ""))
+		defer srv.Close()
+		c := mustDial(t, srv.PipeDial())
+		if err := c.WaitConnected(t.Context()); err != nil {
+			t.Fatalf("right after Dial: %v", err)
+		}
+		c.Reconnect() // the next dial is refused: 503, come back in 5 s
+		if s := c.State(); s != StateConnecting {
+			t.Fatalf("state %v after Reconnect", s)
+		}
+		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+		defer cancel()
+		if err := c.WaitConnected(ctx); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("with a 1 s ctx: %v", err)
+		}
+		start := time.Now()
+		if err := c.WaitConnected(t.Context()); err != nil || c.State() != StateConnected {
+			t.Fatalf("WaitConnected: %v, state %v", err, c.State())
+		}
+		if el := time.Since(start); el < 4*time.Second {
+			t.Fatalf("connected %v later, before the Retry-After", el)
+		}
+		c.Reconnect() // the next dial is refused with 401: the Conn stops
+		var se *StopError
+		if err := c.WaitConnected(t.Context()); !errors.As(err, &se) {
+			t.Fatalf("after the stop: %v", err)
+		}
+	})
+}
