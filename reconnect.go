@@ -211,7 +211,11 @@ func (c *Conn) setup(s *session) {
 			if c.ends(s, func() {
 				s.setup.err = fmt.Errorf("wsreconnect: OnConnect: %w", err)
 				// Its close frame follows: the answer says nothing new.
-				s.setup.ended = c.sess == s && c.life == settingUp && s.readErr == nil
+				// Unless the connection was gone when OnConnect failed:
+				// then what the pump reads (the server's close frame,
+				// say) is why, and OnConnect's error only its echo.
+				s.setup.ended = c.sess == s && c.life == settingUp && s.readErr == nil &&
+					!errors.Is(err, net.ErrClosed)
 			}) {
 				code, reason := websocket.StatusNormalClosure, "OnConnect failed"
 				var ce websocket.CloseError
