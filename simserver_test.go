@@ -441,9 +441,6 @@ func (c *simConn) read() {
 		}
 		switch op {
 		case 0x1, 0x2, 0x0:
-			if closing {
-				continue // what follows the refused message is discarded
-			}
 			if op != 0x0 {
 				msg, typ = nil, op
 			}
@@ -461,6 +458,9 @@ func (c *simConn) read() {
 			c.l.received = append(c.l.received, id)
 			c.s.mu.Unlock()
 			c.s.w.ev("server %d: received %s (%d bytes)", c.l.dial, id, len(msg))
+			if closing {
+				continue // what follows the refused message is not answered
+			}
 			if tooBig {
 				// As a server does, it reads on (a moment) for the answer:
 				// a socket closed with unread data is reset, and a reset
