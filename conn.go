@@ -426,6 +426,50 @@ func (c *Conn) Reconnect() {
 	c.mu.Unlock()
 }
 
+// Probe checks the connection now, for an application that knows more
+// about the network than the Conn can (a reachability callback on a
+// phone, a network-change watcher, a VPN that came up). A connection that
+// is up is probed at once: a ping (the ping function, if WithPingFunc gave
+// one), answered by anything that arrives within the heartbeat's timeout.
+// A healthy connection is kept; a dead one is dropped as the heartbeat
+// would drop it (code 1006, Err wrapping ErrHeartbeatTimeout) and redialed
+// at once, without the wait the schedule would impose. A Conn waiting to
+// redial dials at once; one that is dialing, or being set up before its
+// heartbeat starts, goes on as it is. Probe returns at once: what it finds
+// is reported as any end is (OnDisconnect, State, Trace).
+//
+// Reconnect, by contrast, drops the connection whatever its health. Probe
+// works with the heartbeat off too (WithHeartbeat(0, timeout) sets the
+// probe's timeout; 10 s if it is 0); not in the browser without
+// WithPingFunc, where a page has nothing to probe with. While messages
+// wait for Read the connection is not read, so nothing is judged: the
+// probe has no verdict.
+//
+// The Conn probes by itself after the process or the machine slept (see
+// "Sleep and network changes" in the README).
+func (c *Conn) Probe() {
+	c.mu.Lock()
+	switch s := c.sess; c.life {
+	case settingUp, live:
+		c.mu.Unlock()
+		s.hb.probeNow()
+		return
+	case ending, waiting:
+		c.wakeNow = true
+		signal(c.wake)
+	}
+	c.mu.Unlock()
+}
+
+// wallNow reads the wall clock alone (no monotonic reading), to tell a
+// machine's sleep by (see heartbeat.clockGap).
+func (c *Conn) wallNow() time.Time {
+	if c.cfg.wall != nil {
+		return c.cfg.wall()
+	}
+	return time.Now().Round(0)
+}
+
 // WaitConnected waits until a connection serves Read and Write (State is
 // StateConnected): after Dial, after Reconnect, while the Conn reconnects.
 // It returns nil then; ctx's error (wrapped) if ctx ends first; and, once

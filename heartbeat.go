@@ -35,6 +35,14 @@ const (
 	// ping's context must not end sooner: a context that ends while the
 	// frame is being written closes the connection.
 	pingWriteBound = 6 * time.Second
+	// clockCheck is the longest a Conn's timer waits at a stretch (the
+	// heartbeat's, the wait before a redial): each time it fires, the Conn
+	// compares the clocks (see clockGap).
+	clockCheck = 5 * time.Second
+	// clockGap is how far a timer may fire late, or the wall clock run
+	// ahead of the monotonic clock while it waits, before the Conn takes
+	// it that the process or the machine slept (see clockGap).
+	clockGap = 2 * time.Second
 )
 
 // heartbeat finds a dead peer on one session. It is a timer, not a
@@ -89,7 +97,10 @@ type heartbeat struct {
 
 	mu         sync.Mutex
 	timer      *time.Timer
-	due        time.Time // when timer fires
+	due        time.Time // when the next check is due
+	armedMono  int64     // when the timer was armed: nanoseconds since the session was born,
+	armedWall  int64     // and by the wall clock (Unix nanoseconds)
+	started    bool
 	stopped    bool
 	seen       uint64    // session.in at the last check
 	lastActive time.Time // when the last evidence came (to within a step; never later)
@@ -100,6 +111,7 @@ type heartbeat struct {
 
 type probe struct {
 	on     bool
+	urgent bool // asked for (Probe, a clock gap): a dead connection is redialed at once
 	id     uint64
 	sent   time.Time
 	failed bool
@@ -109,10 +121,18 @@ func (hb *heartbeat) init(s *session, cfg *config) {
 	hb.s = s
 	hb.nextMarker.Store(math.MaxInt64)
 	hb.readChunk = math.MaxInt
-	if cfg.hbInterval <= 0 || (cfg.pingFunc == nil && !protocolPings) {
-		return // off
+	if cfg.pingFunc == nil && !protocolPings {
+		return // nothing to probe with
 	}
-	hb.interval, hb.timeout, hb.pingFunc = cfg.hbInterval, cfg.hbTimeout, cfg.pingFunc
+	hb.timeout, hb.pingFunc = cfg.hbTimeout, cfg.pingFunc
+	if hb.timeout <= 0 {
+		hb.timeout = DefaultHeartbeatTimeout
+	}
+	hb.step = max(hb.timeout/8, time.Millisecond)
+	if cfg.hbInterval <= 0 {
+		return // off: it probes when asked to (Conn.Probe), and only then
+	}
+	hb.interval = cfg.hbInterval
 	hb.step = max(min(hb.interval, hb.timeout)/8, time.Millisecond)
 	hb.readChunk = int(min(max((hb.interval+hb.timeout).Seconds()*markerRate/4, minReadChunk), maxReadChunk))
 	hb.ctx, hb.cancel = context.WithCancel(context.Background())
@@ -125,21 +145,22 @@ func (hb *heartbeat) init(s *session, cfg *config) {
 
 func (hb *heartbeat) on() bool { return hb.interval > 0 }
 
-// start arms the first check; the session is live.
+// start arms the first check, when the heartbeat is on; from now on the
+// session may be probed.
 func (hb *heartbeat) start() {
-	if !hb.on() {
-		return
-	}
 	hb.mu.Lock()
 	defer hb.mu.Unlock()
 	if hb.stopped {
 		return
 	}
+	hb.started = true
+	if !hb.on() {
+		return
+	}
 	hb.lastActive = time.Now()
 	hb.seen = hb.s.in.Load()
 	hb.s.stampWanted.Store(true)
-	hb.due = hb.lastActive.Add(hb.interval)
-	hb.timer = time.AfterFunc(hb.interval, hb.check)
+	hb.arm(hb.lastActive, hb.interval)
 }
 
 // stop prevents further checks, probes and markers, and ends the pings in
@@ -150,9 +171,10 @@ func (hb *heartbeat) stop() {
 	if hb.timer != nil {
 		hb.timer.Stop()
 	}
+	cancel := hb.cancel
 	hb.mu.Unlock()
-	if hb.cancel != nil {
-		hb.cancel()
+	if cancel != nil {
+		cancel()
 	}
 }
 
@@ -167,10 +189,17 @@ func (hb *heartbeat) check() {
 	}
 	hb.wg.Add(1)
 	defer hb.wg.Done()
-	dead, probe := hb.checkLocked(time.Now())
+	now := time.Now()
+	gap := hb.clockGap(now)
+	dead, probe := hb.checkLocked(now, gap)
+	urgent := hb.probe.urgent
 	hb.mu.Unlock()
 	if dead {
-		hb.s.die(fmt.Errorf("%w (interval %v, timeout %v)", ErrHeartbeatTimeout, hb.interval, hb.timeout))
+		err := fmt.Errorf("%w (interval %v, timeout %v)", ErrHeartbeatTimeout, hb.interval, hb.timeout)
+		if !hb.on() {
+			err = fmt.Errorf("%w (a probe, timeout %v)", ErrHeartbeatTimeout, hb.timeout)
+		}
+		hb.s.die(err, urgent)
 	}
 	if probe != nil {
 		probe() // on the timer's goroutine, which waits for the pong
@@ -178,13 +207,30 @@ func (hb *heartbeat) check() {
 }
 
 // checkLocked looks at the evidence, rearms the timer and reports whether
-// the peer is dead, or returns the probe to send.
-func (hb *heartbeat) checkLocked(now time.Time) (dead bool, probe func()) {
+// the peer is dead, or returns the probe to send. After a clock gap (see
+// clockGap) the peer's silence says nothing: it is probed at once, and
+// judged a timeout later.
+func (hb *heartbeat) checkLocked(now time.Time, gap bool) (dead bool, probe func()) {
 	s := hb.s
 	if s.ended.Load() {
 		return false, nil // whoever ended it reports why
 	}
 	in := s.in.Load()
+	if !hb.on() {
+		return hb.verdictLocked(now, in), nil
+	}
+	if gap && !s.parked.Load() {
+		hb.seen = in
+		s.stampWanted.Store(true)
+		hb.arm(now, hb.timeout)
+		if hb.probe.on {
+			// Its ping may still be answered: it gets the time a new
+			// one would.
+			hb.probe.sent, hb.probe.urgent = now, true
+			return false, nil
+		}
+		return false, hb.newProbe(now, true)
+	}
 	switch {
 	case s.parked.Load():
 		// Nothing is read, so nothing could be seen: the peer is not
@@ -218,13 +264,81 @@ func (hb *heartbeat) checkLocked(now time.Time) (dead bool, probe func()) {
 		return false, nil
 	}
 	hb.arm(now, hb.timeout)
-	return false, hb.newProbe(now)
+	return false, hb.newProbe(now, false)
 }
 
-// arm has the timer fire d after now. hb.mu must be held.
+// verdictLocked judges a probe the heartbeat did not send itself (it is
+// off): alive once evidence arrived, dead at the timeout; and rearms the
+// timer until then.
+func (hb *heartbeat) verdictLocked(now time.Time, in uint64) (dead bool) {
+	switch {
+	case !hb.probe.on:
+	case in != hb.seen || hb.s.parked.Load():
+		hb.probe.on = false
+	case hb.probe.failed || now.Sub(hb.probe.sent) >= hb.timeout:
+		return !hb.s.c.closeCalled.Load()
+	default:
+		hb.arm(now, hb.probe.sent.Add(hb.timeout).Sub(now))
+	}
+	return false
+}
+
+// arm has the next check run d after now: the timer fires then, or after
+// clockCheck if that is sooner, to look at the clocks. hb.mu must be held.
 func (hb *heartbeat) arm(now time.Time, d time.Duration) {
 	hb.due = now.Add(d)
-	hb.timer.Reset(d)
+	hb.armedMono = int64(now.Sub(hb.s.born))
+	hb.armedWall = hb.s.c.wallNow().UnixNano()
+	if hb.timer == nil {
+		hb.timer = time.AfterFunc(min(d, clockCheck), hb.check)
+		return
+	}
+	hb.timer.Reset(min(d, clockCheck))
+}
+
+// clockGap reports whether the process or the machine slept since the
+// timer was armed: it fired more than clockGap late (a paused process: the
+// pump could not read either, so what it has not read yet may well have
+// arrived), or the wall clock ran ahead of the monotonic clock by more
+// than clockGap (a machine that was suspended: the monotonic clock stood
+// still, and a connection that waited out a sleep is often gone). hb.mu
+// must be held.
+func (hb *heartbeat) clockGap(now time.Time) bool {
+	armed := hb.s.born.Add(time.Duration(hb.armedMono))
+	fire := armed.Add(min(hb.due.Sub(armed), clockCheck))
+	mono := now.Sub(armed)
+	wall := time.Duration(hb.s.c.wallNow().UnixNano() - hb.armedWall)
+	return now.Sub(fire) > clockGap || wall-mono > clockGap
+}
+
+// probeNow sends a probe at once, unless one is on its way or the session
+// is not yet set up: Conn.Probe. Nothing is judged while the pump is parked
+// (see checkLocked).
+func (hb *heartbeat) probeNow() {
+	hb.mu.Lock()
+	if hb.stopped || !hb.started || hb.timeout == 0 || hb.s.ended.Load() {
+		hb.mu.Unlock()
+		return
+	}
+	if hb.probe.on {
+		hb.probe.urgent = true
+		hb.mu.Unlock()
+		return
+	}
+	if hb.ctx == nil {
+		hb.ctx, hb.cancel = context.WithCancel(context.Background())
+	}
+	now := time.Now()
+	hb.seen = hb.s.in.Load()
+	hb.s.stampWanted.Store(true)
+	probe := hb.newProbe(now, true)
+	hb.arm(now, hb.timeout)
+	hb.wg.Add(1)
+	hb.mu.Unlock()
+	go func() {
+		defer hb.wg.Done()
+		probe()
+	}()
 }
 
 // nudge brings the next check to within a step: evidence has arrived
@@ -245,8 +359,8 @@ func (hb *heartbeat) nudge() {
 // it without hb.mu, counted in hb.wg. Its verdict is the check at
 // now+timeout; the ping itself may wait longer for its pong (see
 // pingWriteBound), which still counts as evidence.
-func (hb *heartbeat) newProbe(now time.Time) func() {
-	hb.probe = probe{on: true, id: hb.probe.id + 1, sent: now}
+func (hb *heartbeat) newProbe(now time.Time, urgent bool) func() {
+	hb.probe = probe{on: true, urgent: urgent, id: hb.probe.id + 1, sent: now}
 	id := hb.probe.id
 	s := hb.s
 	return func() {
@@ -328,11 +442,14 @@ func (hb *heartbeat) marker() {
 	<-started
 }
 
-// die closes the connection of a session the heartbeat found dead.
-func (s *session) die(err error) {
+// die closes the connection of a session the heartbeat found dead; urgent
+// if a probe someone asked for found it (Probe, a clock gap): the next
+// dial is at once.
+func (s *session) die(err error, urgent bool) {
 	if s.c.ends(s, func() {
 		if !s.ended.Load() {
 			s.death = err
+			s.c.wakeNow = s.c.wakeNow || urgent
 		}
 	}) {
 		s.kill()

@@ -69,6 +69,8 @@ type config struct {
 
 	traces []Trace
 
+	wall func() time.Time // the wall clock, for tests that make it jump (Conn.wallNow)
+
 	errs []error // problems found while applying options
 }
 
@@ -124,8 +126,11 @@ func (c *config) validate() error {
 	if c.sendQueue < 0 || c.sendQueue > maxSendQueue {
 		c.fail("send queue of %d messages out of range [0, %d]", c.sendQueue, maxSendQueue)
 	}
-	if c.hbInterval != 0 {
+	switch {
+	case c.hbInterval != 0:
 		inRange("heartbeat interval", c.hbInterval, minHeartbeat)
+		inRange("heartbeat timeout", c.hbTimeout, minHeartbeat)
+	case c.hbTimeout > 0: // the heartbeat is off; Probe's timeout
 		inRange("heartbeat timeout", c.hbTimeout, minHeartbeat)
 	}
 	return errors.Join(c.errs...)
@@ -316,8 +321,9 @@ func WithBackOff(newBackOff func() backoff.BackOff) Option {
 // buffers drain. So a peer that reads what it is sent at 32 KiB/s or more
 // is alive, however long the upload.
 //
-// An interval of 0 disables the heartbeat (and the fragments). Otherwise
-// interval and timeout must be between 10 ms and 24 h. Default 20 s and
+// An interval of 0 disables the heartbeat (and the fragments); a timeout
+// above 0 is then Probe's (between 10 ms and 24 h; 10 s otherwise).
+// Otherwise interval and timeout must be between 10 ms and 24 h. Default 20 s and
 // 10 s: below the common 30 to 60 s idle limits of NATs and load balancers.
 //
 // In the browser (GOOS=js), a page cannot send protocol pings

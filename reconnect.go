@@ -46,6 +46,9 @@ func (c *Conn) run() {
 				exhausted = dec == Retry || dec == RetryOverload
 				d.Decision, d.Delay = Stop, 0
 			}
+			if c.redialNow() {
+				d.Delay = 0 // a probe someone asked for found it dead, or Reconnect
+			}
 		}
 		c.recordDisconnect(d, exhausted)
 		c.logDisconnect(d)
@@ -61,6 +64,13 @@ func (c *Conn) run() {
 			return
 		}
 	}
+}
+
+// redialNow reports whether the next dial is to be at once (see sleep).
+func (c *Conn) redialNow() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.wakeNow
 }
 
 // decide asks the policy about d. (d is a parameter, so that only this
@@ -399,14 +409,28 @@ func (c *Conn) sleep(d time.Duration) bool {
 		c.counts.nextAttempt = time.Now().Add(d)
 		c.emit(traceEvent{kind: evWaitStart, d: d})
 	}
+	start, startWall := time.Now(), c.wallNow()
 	c.mu.Unlock()
 	if d > 0 {
-		t := time.NewTimer(d)
+		// The timer fires at least every clockCheck: a wait that a
+		// suspended machine slept through (its monotonic clock stood still)
+		// ends by the wall clock, soon after it wakes.
+		t := time.NewTimer(min(d, clockCheck))
 		defer t.Stop()
-		select {
-		case <-t.C:
-		case <-c.wake:
-		case <-c.end.Done():
+		for {
+			select {
+			case <-t.C:
+			case <-c.wake:
+			case <-c.end.Done():
+			}
+			c.mu.Lock()
+			now := c.wakeNow || c.life == closed
+			c.mu.Unlock()
+			left := min(d-time.Since(start), d-c.wallNow().Sub(startWall))
+			if now || left <= 0 {
+				break
+			}
+			t.Reset(min(left, clockCheck))
 		}
 	}
 	c.mu.Lock()
