@@ -191,18 +191,6 @@ func (s *simServer) Close() {
 	s.wg.Wait()
 }
 
-// logFor returns the log of the handshake of the client's dial n, or nil.
-func (s *simServer) logFor(n int) *simConnLog {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, l := range s.logs {
-		if l.dial == n {
-			return l
-		}
-	}
-	return nil
-}
-
 // simConn is one accepted connection.
 type simConn struct {
 	s    *simServer

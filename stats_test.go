@@ -181,7 +181,8 @@ func TestAttemptCountsAgreeAfterStableConnection(t *testing.T) {
 		time.Sleep(time.Minute)
 		ds := rec.all()
 		st := c.Stats()
-		c.CloseNow() // and the log is complete
+		c.CloseNow()
+		<-c.Done() // and the log is complete
 		var connected []string
 		for _, l := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
 			var m map[string]any
