@@ -435,3 +435,35 @@ func TestSOCKSConnectBytes(t *testing.T) {
 		client.Close()
 	}
 }
+
+// Whatever the environment holds, choosing a proxy never panics, never
+// quotes a password in its error, and NO_PROXY=* always goes direct.
+func FuzzEnvProxy(f *testing.F) {
+	f.Add("http://user:pw0rd@proxy.test:3128", "example.test,.corp,10.0.0.0/8", "ws://a.corp:80/")
+	f.Add("proxy.test", "[::1]:80, *.example.test", "wss://[2001:db8::1]:443/")
+	f.Add("socks5h://u:p@[::1", "*", "http://x/")
+	f.Add("%zz@host", ":80,[]", "https://EXAMPLE.test./")
+	f.Fuzz(func(t *testing.T, proxy, noProxy, target string) {
+		u, err := url.Parse(target)
+		if err != nil {
+			return
+		}
+		env := map[string]string{"HTTP_PROXY": proxy, "HTTPS_PROXY": proxy, "NO_PROXY": noProxy}
+		got, err := envProxy(func(k string) string { return env[k] }, u)
+		if err != nil {
+			userinfo := proxy
+			if i := strings.Index(userinfo, "://"); i >= 0 {
+				userinfo = userinfo[i+3:]
+			}
+			if i := strings.LastIndex(userinfo, "@"); i > 0 {
+				if _, pw, ok := strings.Cut(userinfo[:i], ":"); ok && len(pw) >= 4 && strings.Contains(err.Error(), pw) {
+					t.Fatalf("error %q quotes the password %q", err, pw)
+				}
+			}
+			return
+		}
+		if got != nil && strings.TrimSpace(noProxy) == "*" {
+			t.Fatalf("NO_PROXY=* and still the proxy %v", got)
+		}
+	})
+}

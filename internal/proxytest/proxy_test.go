@@ -16,6 +16,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -258,7 +259,7 @@ func TestProxyDownOrServerUnreachableRetries(t *testing.T) {
 		check               func(*wsreconnect.ProxyError) bool
 	}{
 		{"proxy down", "http://" + closed, srv.wsURL(""), func(pe *wsreconnect.ProxyError) bool {
-			return pe.StatusCode == 0 && pe.Err != nil && strings.Contains(pe.Error(), "proxy http://"+closed+" could not be reached")
+			return pe.StatusCode == 0 && errors.Is(pe, syscall.ECONNREFUSED) && strings.Contains(pe.Error(), "proxy http://"+closed+" could not be reached")
 		}},
 		{"squid, server down", "http://" + sq.addr, "ws://" + closed + "/", func(pe *wsreconnect.ProxyError) bool { return pe.StatusCode == 503 }},
 		{"tinyproxy, server down", "http://" + tiny.addr, "ws://" + closed + "/", func(pe *wsreconnect.ProxyError) bool { return pe.StatusCode == 500 }},
@@ -278,7 +279,8 @@ func TestProxyDownOrServerUnreachableRetries(t *testing.T) {
 			}
 			for _, d := range seen {
 				var pe *wsreconnect.ProxyError
-				if !errors.As(d.Err, &pe) || !tt.check(pe) {
+				var uerr *url.Error // the chain from websocket.Dial is intact
+				if !errors.As(d.Err, &pe) || !tt.check(pe) || !errors.As(d.Err, &uerr) {
 					t.Fatalf("Disconnect %v: not the ProxyError expected (%+v)", d, pe)
 				}
 				if d.Decision != wsreconnect.Retry || !d.Reconnect || d.HTTPStatus != 0 {
