@@ -17,9 +17,10 @@ import (
 // proxy wants them. It unwraps to Err.
 //
 // [ProxyTransport] returns it for every failure before the tunnel is up.
-// A DialFunc on net/http's own proxy support (http.Transport.Proxy) gets
-// one too when the proxy answers a wss:// CONNECT with a standard status
-// (Proxy is then empty: net/http does not say which proxy).
+// With net/http's own proxy support (http.Transport.Proxy) in the
+// DialFunc, the Conn reports one too (in Disconnect.Err) when the proxy
+// refuses a wss:// CONNECT with a standard status: net/http says only
+// the reason phrase, so Proxy is empty and Err is net/http's error.
 //
 // [DefaultPolicy] stops on a status or reply that says the request itself
 // is wrong (407, 403, any other 4xx, a SOCKS5 refusal by the proxy's
