@@ -88,7 +88,8 @@ type Policy func(Disconnect) Decision
 //
 // A proxy's answer (a [*ProxyError] in Err) is the proxy's, not the
 // server's: a 503 from a proxy says that it cannot reach the server, and
-// takes the standard schedule (its Retry-After still honoured). A 407 in
+// takes the standard schedule (its Retry-After still honoured); its 408
+// and 429 are classified as a server's. A 407 in
 // answer to the handshake itself (a ws:// request that net/http forwarded
 // to the proxy instead of tunnelling) is a handshake 4xx.
 //
