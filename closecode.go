@@ -76,12 +76,22 @@ type Policy func(Disconnect) Decision
 //	1002, 1003, 1007, 1008, 1009, 1010, 1015                      Stop
 //	a protocol violation coder/websocket answers with 1002        Stop
 //	handshake 4xx other than 408 and 429, 1xx-3xx other than 101  Stop
+//	a proxy's 407 (credentials), 403 or other 4xx to CONNECT      Stop
+//	a SOCKS5 proxy refusing its credentials, or by its rules      Stop
+//	a proxy that is down, or that cannot reach the server (5xx)   Retry
 //	TLS certificate errors, the server's TLS alert refusing ours  Stop
 //	wss:// to a plain server, bad URL                             Stop
 //	a DialFunc that dials with an ended ctx or returns nothing    Stop
 //	3000-4999 (application codes)                                 Retry
 //	other codes                                                   Retry
 //	the caller's Close or CloseNow (ErrClosed)                    Stop
+//
+// A proxy's answer (a [*ProxyError] in Err) is the proxy's, not the
+// server's: a 503 from a proxy says that it cannot reach the server, and
+// takes the standard schedule (its Retry-After still honoured); its 408
+// and 429 are classified as a server's. A 407 in
+// answer to the handshake itself (a ws:// request that net/http forwarded
+// to the proxy instead of tunnelling) is a handshake 4xx.
 //
 // A custom policy can handle its own cases and fall back to DefaultPolicy.
 func DefaultPolicy(d Disconnect) Decision {
@@ -92,6 +102,10 @@ func DefaultPolicy(d Disconnect) Decision {
 		return statusDecision(d.HTTPStatus)
 	}
 	if d.Code == 0 {
+		var pe *ProxyError
+		if errors.As(d.Err, &pe) {
+			return proxyDecision(pe)
+		}
 		if permanentDialError(d.Err) {
 			return Stop
 		}
@@ -126,6 +140,32 @@ func statusDecision(status int) Decision {
 	// itself is wrong (auth, path, a plain HTTP server); repeating it will
 	// not help.
 	return Stop
+}
+
+// proxyDecision classifies a failed hop to a proxy. A proxy that cannot
+// reach the server (5xx, a SOCKS5 "host unreachable") is as a server that
+// is down; one that refuses the request (4xx, a SOCKS5 refusal by its
+// rules or of our credentials) or speaks another protocol will refuse it
+// again; one that cannot be reached is a network error (a certificate
+// that does not verify stops, as for a server).
+func proxyDecision(pe *ProxyError) Decision {
+	switch {
+	case pe.StatusCode == http.StatusServiceUnavailable:
+		return Retry
+	case pe.StatusCode != 0:
+		return statusDecision(pe.StatusCode)
+	case pe.socksAuth, pe.protocol != "":
+		return Stop
+	case pe.SOCKSReply != 0:
+		switch pe.SOCKSReply {
+		case 2, 7, 8: // not allowed by its rules; command or address type not supported
+			return Stop
+		}
+		return Retry
+	case permanentDialError(pe.Err):
+		return Stop
+	}
+	return Retry
 }
 
 // configError is a dial failure that says the configuration is wrong, not
@@ -203,6 +243,7 @@ var errNoConnection = &configError{msg: "wsreconnect: DialFunc returned neither 
 // ctx the DialFunc was given; closing reports whether Close was called.
 func describeDialError(err error, attempt context.Context, closing bool, dialTimeout string) error {
 	var rhErr tls.RecordHeaderError
+	proxyStatus, target := httpProxyStatus(err)
 	switch {
 	case closing:
 		return err
@@ -210,6 +251,10 @@ func describeDialError(err error, attempt context.Context, closing bool, dialTim
 		return &configError{msg: "wsreconnect: the server does not speak TLS (a wss:// URL for a ws:// server?): " + err.Error(), err: err}
 	case isHandshakeViolation(err):
 		return &configError{msg: "wsreconnect: the server's answer to the handshake is not a valid WebSocket upgrade (a proxy in the way?): " + err.Error(), err: err}
+	case proxyStatus != 0:
+		// net/http's own CONNECT (http.Transport.Proxy, for wss://) was
+		// refused: it reports the proxy's answer by its reason phrase.
+		return &ProxyError{Target: target, StatusCode: proxyStatus, status: http.StatusText(proxyStatus), Err: err}
 	case !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded):
 		return err
 	case errors.Is(attempt.Err(), context.DeadlineExceeded):

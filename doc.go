@@ -49,6 +49,16 @@
 // pings) finds dead peers; a slow application, a busy upload or a large
 // message arriving slowly is not one.
 //
+// # Behind a proxy
+//
+// net/http's proxy support tunnels wss:// only: it sends a ws:// handshake
+// to the proxy as a plain request, which loses its Upgrade header. Give
+// websocket.Dial an http.Client on a [ProxyTransport]: it tunnels both
+// through HTTP, HTTPS and SOCKS5 proxies, reads the environment's proxy
+// settings at every attempt, and reports the proxy's refusals as a
+// [*ProxyError] that names the proxy (never its credentials): a 407 or a
+// 403 stops, a proxy that is down is retried.
+//
 // # Reading, writing, closing
 //
 // [Conn.Read] returns whole messages, in order, including those a dropped

@@ -1,6 +1,7 @@
 package wsreconnect
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -13,10 +14,17 @@ import (
 // HandshakeError is a WebSocket handshake the server did not accept: it
 // answered StatusCode instead of 101 Switching Protocols. It keeps what
 // usually explains why: the headers a client needs (WWW-Authenticate,
-// Retry-After, Location, Content-Type) and the start of the body, on one
-// line, with the credentials the request carried (its Authorization and
-// Cookie headers, the URL's query and user info) replaced by REDACTED. It
-// unwraps to coder/websocket's error.
+// Proxy-Authenticate, Retry-After, Location, Content-Type, Via) and the
+// start of the body, on one line, with the credentials the request
+// carried (its Authorization and Cookie headers, the URL's query and user
+// info) replaced by REDACTED. It unwraps to coder/websocket's error.
+//
+// Two statuses are a proxy's doing, and its Error says so: a 407, which
+// only a proxy sends (the handshake went to the proxy as a plain request:
+// net/http does that with ws:// URLs), and a 426 from a server whose
+// request lost its Upgrade header on the way (a proxy that forwarded the
+// request instead of tunnelling it: the Via header names it, when the
+// proxy added one). [ProxyTransport] tunnels instead.
 type HandshakeError struct {
 	StatusCode int
 	Header     http.Header // the headers above, when the server sent them
@@ -24,8 +32,9 @@ type HandshakeError struct {
 	err        error
 }
 
-// keptHeaders are the response headers a HandshakeError keeps.
-var keptHeaders = []string{"WWW-Authenticate", "Retry-After", "Location", "Content-Type"}
+// keptHeaders are the response headers a HandshakeError keeps; Error
+// shows all but Via (and Content-Type without a body).
+var keptHeaders = []string{"WWW-Authenticate", "Proxy-Authenticate", "Retry-After", "Location", "Content-Type", "Via"}
 
 // maxBodySnippet bounds HandshakeError.Body.
 const maxBodySnippet = 200
@@ -33,14 +42,17 @@ const maxBodySnippet = 200
 func (e *HandshakeError) Error() string {
 	var b strings.Builder
 	status := fmt.Sprintf("%d %s", e.StatusCode, http.StatusText(e.StatusCode))
-	if e.StatusCode >= 200 && e.StatusCode < 300 {
+	switch {
+	case e.StatusCode >= 200 && e.StatusCode < 300:
 		fmt.Fprintf(&b, "the server answered the handshake with %s, not 101: the URL is not a WebSocket endpoint", status)
-	} else {
+	case e.StatusCode == http.StatusProxyAuthRequired:
+		fmt.Fprintf(&b, "the proxy refused the handshake: %s", status)
+	default:
 		fmt.Fprintf(&b, "the server refused the handshake: %s", strings.TrimSpace(status))
 	}
 	var hs []string
 	for _, k := range keptHeaders {
-		if v := e.Header.Get(k); v != "" && (k != "Content-Type" || e.Body != "") {
+		if v := e.Header.Get(k); v != "" && k != "Via" && (k != "Content-Type" || e.Body != "") {
 			hs = append(hs, k+": "+v)
 		}
 	}
@@ -49,6 +61,18 @@ func (e *HandshakeError) Error() string {
 	}
 	if e.Body != "" {
 		fmt.Fprintf(&b, ": %q", e.Body)
+	}
+	switch e.StatusCode {
+	case http.StatusProxyAuthRequired:
+		b.WriteString(": a proxy wants credentials, and the proxy URL has none or wrong ones (user:password@host:port);" +
+			" it was sent the handshake itself, not a CONNECT (net/http does that with ws:// URLs; wsreconnect.ProxyTransport tunnels them)")
+	case http.StatusUpgradeRequired:
+		b.WriteString(": the server did not see the request's Upgrade header, which proxies on the way drop")
+		if via := e.Header.Get("Via"); via != "" {
+			fmt.Fprintf(&b, " (this one came through: Via: %s)", via)
+		}
+		b.WriteString(": a forward proxy that was sent the handshake itself instead of a CONNECT (net/http does that with ws:// URLs;" +
+			" wsreconnect.ProxyTransport tunnels them), or a reverse proxy that does not pass WebSocket upgrades on")
 	}
 	return b.String()
 }
@@ -154,10 +178,15 @@ func redactSecrets(s string, req *http.Request) string {
 // dialEnd describes a failed dial attempt. resp may be nil.
 func dialEnd(err error, resp *http.Response, now time.Time, maxRetryAfter time.Duration) Disconnect {
 	d := Disconnect{Err: err}
-	if resp != nil && resp.StatusCode != http.StatusSwitchingProtocols {
+	var pe *ProxyError
+	switch {
+	case resp != nil && resp.StatusCode != http.StatusSwitchingProtocols:
 		d.HTTPStatus = resp.StatusCode
 		d.RetryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), now, maxRetryAfter)
 		d.Err = newHandshakeError(resp, err)
+	case errors.As(err, &pe):
+		// A proxy that cannot reach the server may say when to come back.
+		d.RetryAfter = parseRetryAfter(pe.Header.Get("Retry-After"), now, maxRetryAfter)
 	}
 	return d
 }

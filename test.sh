@@ -4,7 +4,7 @@
 # internal/leakcheck in the root module). The test modules' dependencies
 # (toxiproxy, chromedp, goleak, ...) come through the Go module proxy on the
 # first run. Needs what .ci/run installs: Debian's python3-websockets,
-# iptables and chromium.
+# iptables, chromium, tinyproxy, squid, dante-server and microsocks.
 #
 # Each module's results are printed as go test prints them; the run ends
 # with the failed tests, one line "N passed, N failed, N skipped" over every
