@@ -76,7 +76,7 @@ func newConfig(opts []Option) (config, error) {
 	for _, kv := range c.attrs {
 		switch {
 		case !kv.Valid():
-			c.fail("WithAttributes: an attribute has no key (value %q)", kv.Value.Emit())
+			c.fail("WithAttributes: an attribute has no key (value %q)", kv.Value.String())
 		case ownKeys[kv.Key]:
 			c.fail("WithAttributes: %q is one of this package's own attributes", string(kv.Key))
 		case seen[kv.Key]:

@@ -108,7 +108,7 @@ func points(t *testing.T, r *sdkmetric.ManualReader) []string {
 		var kvs []string
 		for _, kv := range set.ToSlice() {
 			if kv.Key != base.Key {
-				kvs = append(kvs, fmt.Sprintf("%s=%s", kv.Key, kv.Value.Emit()))
+				kvs = append(kvs, fmt.Sprintf("%s=%s", kv.Key, kv.Value.String()))
 			}
 		}
 		return name + "{" + strings.Join(kvs, ",") + "}"
