@@ -49,8 +49,8 @@ var ownKeys = map[attribute.Key]bool{
 //	application  3000-4999
 //	other        any other code
 //
-// The classes are those of the default policy's table (see
-// wsreconnect.DefaultPolicy), so that a class and a decision read together.
+// Under wsreconnect.DefaultPolicy all the codes of a class but other get
+// the same decision, so that a class and a decision read together.
 func CloseCodeClass(code websocket.StatusCode) string {
 	switch code {
 	case websocket.StatusNormalClosure:

@@ -17,9 +17,9 @@
 //
 // The metrics go to the global MeterProvider unless [WithMeterProvider]
 // names another. A Trace observes one Conn (it counts that Conn's state and
-// queue): call NewTrace for every Conn. A Trace given to a second Conn is
-// found when the first one closes, reported to otel.Handle, and records
-// nothing more.
+// queue): call NewTrace for every Conn. A Trace given to several Conns is
+// found at the first event it sees after one of them has closed: it
+// reports that to otel.Handle and records nothing more.
 //
 // # Metrics
 //

@@ -393,3 +393,28 @@ func TestCloseCodeClass(t *testing.T) {
 		}
 	}
 }
+
+// Under the default policy, all the codes of a class but other get the
+// same decision: a class and a decision read together on a dashboard.
+func TestCloseCodeClassesAgreeWithTheDefaultPolicy(t *testing.T) {
+	decisions := map[string]map[wsreconnect.Decision][]websocket.StatusCode{}
+	for code := websocket.StatusCode(1000); code <= 4999; code++ {
+		class := CloseCodeClass(code)
+		if class == "other" {
+			continue
+		}
+		dec := wsreconnect.DefaultPolicy(wsreconnect.Disconnect{Code: code, Uptime: time.Second})
+		if decisions[class] == nil {
+			decisions[class] = map[wsreconnect.Decision][]websocket.StatusCode{}
+		}
+		decisions[class][dec] = append(decisions[class][dec], code)
+	}
+	if len(decisions) != 9 {
+		t.Errorf("%d classes, want 9 besides other", len(decisions))
+	}
+	for class, byDecision := range decisions {
+		if len(byDecision) != 1 {
+			t.Errorf("class %s gets several decisions: %v", class, byDecision)
+		}
+	}
+}
