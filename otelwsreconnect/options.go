@@ -35,8 +35,9 @@ func (c *config) fail(format string, args ...any) {
 
 // WithMeterProvider records the metrics with a Meter of mp, named
 // ScopeName. A nil MeterProvider is an invalid option. Default: the global
-// MeterProvider (otel.GetMeterProvider) at the time NewTrace is called,
-// which forwards to the one otel.SetMeterProvider installs, also later.
+// MeterProvider (otel.GetMeterProvider) when NewTrace is called (until
+// otel.SetMeterProvider is first called, the global one forwards to the
+// MeterProvider it installs).
 func WithMeterProvider(mp metric.MeterProvider) Option {
 	return optionFunc(func(c *config) {
 		if mp == nil {

