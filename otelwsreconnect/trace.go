@@ -102,6 +102,7 @@ func NewTrace(opts ...Option) (*wsreconnect.Trace, error) {
 	}
 	o := newObserver(in, cfg.attrs)
 	return &wsreconnect.Trace{
+		DialStart:    o.dialStart,
 		DialDone:     o.dialDone,
 		Connected:    o.connected,
 		Disconnected: o.disconnected,
@@ -109,7 +110,6 @@ func NewTrace(opts ...Option) (*wsreconnect.Trace, error) {
 		QueueChanged: o.queueChanged,
 		StateChanged: o.stateChanged,
 		// WaitStart and PingSent add nothing the others do not say.
-		DialStart: o.dialStart,
 	}, nil
 }
 

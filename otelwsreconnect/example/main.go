@@ -66,7 +66,21 @@ func logf(w io.Writer, format string, args ...any) {
 	fmt.Fprintf(w, "[%5.2fs] %s\n", time.Since(start).Seconds(), fmt.Sprintf(format, args...))
 }
 
-func run(out io.Writer, addr string, hold time.Duration) error {
+// lockedWriter serialises the writes of the server's, the client's and
+// the program's goroutines.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+func run(w io.Writer, addr string, hold time.Duration) error {
+	out := &lockedWriter{w: w}
 	// The exporter, with a registry of its own and without the otel_scope_*
 	// labels (one scope here; they would triple the width of every line).
 	reg := prometheus.NewRegistry()
