@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs every test of every module in this repository, under the race
-# detector and with goroutine-leak checks (goleak in the test modules,
+# Runs every test of every module in this repository (the library at the
+# root, otelwsreconnect, the test modules under internal/), under the race
+# detector and with goroutine-leak checks (goleak in the other modules,
 # internal/leakcheck in the root module). The test modules' dependencies
 # (toxiproxy, chromedp, goleak, ...) come through the Go module proxy on the
 # first run. Needs what .ci/run installs: Debian's python3-websockets,
@@ -22,7 +23,7 @@ all="$tmp/all.json" # every module's go test -json, for the verdict
 # to count (internal/testsummary reads the Output of a package's fail event
 # as what failed).
 fail() { printf '{"Action":"fail","Package":"%s","Output":"%s"}\n' "$1" "$2" >>"$all"; }
-for mod in . $(find internal -name go.mod -not -path '*/testdata/*' -exec dirname {} \; | sort); do
+for mod in . $(find internal otelwsreconnect -name go.mod -not -path '*/testdata/*' -exec dirname {} \; | sort); do
 	echo "== module $mod"
 	if ! (cd "$mod" && go vet ./...); then
 		fail "module $mod" "go vet ./... failed; its tests did not run"
