@@ -59,3 +59,11 @@ func closeNow(ws *websocket.Conn) { _ = ws.CloseNow() }
 func closeConn(ws *websocket.Conn, code websocket.StatusCode, reason string) error {
 	return ws.Close(code, reason)
 }
+
+// watchNetwork listens to what the platform says about the network (see
+// networkChanged) until the returned function is called: nothing here.
+func (c *Conn) watchNetwork() (stop func()) { return func() {} }
+
+// online reports whether the platform believes the network is there:
+// always, here.
+func online() bool { return true }

@@ -160,3 +160,54 @@ func messageComplete(*websocket.Conn) bool { return true }
 // watchControlFrames does nothing: the browser answers pings itself, and
 // shows a page neither pings nor pongs.
 func watchControlFrames(*websocket.Conn, func()) {}
+
+// watchNetwork listens to the page's online, offline and visibilitychange
+// events (a worker has the first two), for networkChanged, until the
+// returned function is called. Outside a page or worker (Node, say) there
+// are none.
+func (c *Conn) watchNetwork() (stop func()) {
+	global := js.Global()
+	if global.Get("addEventListener").Type() != js.TypeFunction {
+		return func() {}
+	}
+	type listener struct {
+		target js.Value
+		event  string
+		fn     js.Func
+	}
+	var ls []listener
+	listen := func(target js.Value, event string, f func()) {
+		fn := js.FuncOf(func(js.Value, []js.Value) any {
+			f()
+			return nil
+		})
+		target.Call("addEventListener", event, fn)
+		ls = append(ls, listener{target, event, fn})
+	}
+	listen(global, "online", func() { c.networkChanged(netOnline) })
+	listen(global, "offline", func() { c.networkChanged(netOffline) })
+	if doc := global.Get("document"); doc.Truthy() {
+		listen(doc, "visibilitychange", func() {
+			if doc.Get("visibilityState").String() == "visible" {
+				c.networkChanged(netVisible)
+			}
+		})
+	}
+	return func() {
+		for _, l := range ls {
+			l.target.Call("removeEventListener", l.event, l.fn)
+			l.fn.Release()
+		}
+	}
+}
+
+// online reports navigator.onLine: false only when the browser knows it
+// has no network (it may say true and still have none).
+func online() bool {
+	nav := js.Global().Get("navigator")
+	if !nav.Truthy() {
+		return true
+	}
+	v := nav.Get("onLine")
+	return v.Type() != js.TypeBoolean || v.Bool()
+}

@@ -20,9 +20,13 @@ import (
 // ends, classifies the end and waits before the next attempt.
 func (c *Conn) run() {
 	defer close(c.done)
+	defer c.watchNetwork()()
 	sched := newSchedules(&c.cfg)
 	for {
 		exhausted := false // the schedule, not the policy, stopped
+		if !c.awaitNetwork() {
+			return
+		}
 		d, ok := c.attempt()
 		if !ok {
 			return
