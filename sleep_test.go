@@ -281,3 +281,54 @@ func TestClockGap(t *testing.T) {
 		}
 	})
 }
+
+// What the platform says about the network (the browser's online, offline
+// and visibilitychange events; see network.go): online ends a wait at
+// once; visible and offline only have it looked at again; each probes a
+// connection that is up.
+func TestNetworkEvents(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		ev   netEvent
+		want time.Duration // from the start of a 300 s wait to the next dial
+	}{
+		{"online", netOnline, time.Second},
+		{"visible", netVisible, 300 * time.Second},
+		{"offline", netOffline, 300 * time.Second},
+	} {
+		t.Run(tt.name+" while waiting", func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				srv := wstest.NewServer(wstest.Echo(), wstest.Reject(503, "300"), wstest.Echo())
+				defer srv.Close()
+				rec := newStampedRecorder()
+				c := mustDial(t, srv.PipeDial(), rec.option())
+				c.Reconnect()
+				<-rec.ch
+				<-rec.ch // 503, Retry-After 300
+				start := time.Now()
+				time.Sleep(time.Second)
+				c.networkChanged(tt.ev)
+				if err := c.WaitConnected(t.Context()); err != nil {
+					t.Fatal(err)
+				}
+				if times := srv.AttemptTimes(); len(times) != 3 || times[2].Sub(start) != tt.want {
+					t.Fatalf("attempts at %v, want the third %v after the wait began", times, tt.want)
+				}
+			})
+		})
+		t.Run(tt.name+" while connected", func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				srv := wstest.NewServer(wstest.Echo())
+				defer srv.Close()
+				c := mustDial(t, srv.PipeDial(), WithHeartbeat(hbInterval, hbTimeout))
+				time.Sleep(time.Second)
+				at := time.Now()
+				c.networkChanged(tt.ev)
+				time.Sleep(time.Second)
+				if pings := srv.PingTimes(); len(pings) != 1 || !pings[0].Equal(at) {
+					t.Fatalf("pings at %v, want one at once (%v)", pings, at)
+				}
+			})
+		})
+	}
+}
