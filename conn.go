@@ -440,7 +440,7 @@ func (c *Conn) Reconnect() {
 //
 // Reconnect, by contrast, drops the connection whatever its health. Probe
 // works with the heartbeat off too (WithHeartbeat(0, timeout) sets the
-// probe's timeout; 10 s if it is 0); not in the browser without
+// probe's timeout; 10 s if it is not above 0); not in the browser without
 // WithPingFunc, where a page has nothing to probe with. While messages
 // wait for Read the connection is not read, so nothing is judged: the
 // probe has no verdict.
