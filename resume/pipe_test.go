@@ -132,6 +132,7 @@ type cutConn struct {
 	mu          sync.Mutex
 	readBudget  int // bytes still to read before the cut (-1: no cut planned)
 	writeBudget int
+	readCut     bool // the planned read cut happened: reads see EOF
 	closed      bool
 }
 
@@ -173,10 +174,19 @@ func (c *cutConn) Write(p []byte) (int, error) {
 }
 
 func (c *cutConn) Read(p []byte) (int, error) {
+	c.mu.Lock()
+	readCut := c.readCut
+	c.mu.Unlock()
+	if readCut {
+		return 0, io.EOF // as the peer's end of a TCP connection reads
+	}
 	n, err := c.Conn.Read(p)
 	if n > 0 {
 		allowed, cut := c.budget(&c.readBudget, n)
 		if cut {
+			c.mu.Lock()
+			c.readCut = true
+			c.mu.Unlock()
 			c.Close()
 			if allowed == 0 {
 				return 0, io.EOF
