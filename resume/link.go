@@ -46,6 +46,8 @@ type link struct {
 	head      int
 	volatiles int  // volatile frames in the queue
 	dead      bool // a write failed, or stop was called: nothing more is queued
+	busy      bool // the writer is writing a batch
+	idle      cond // broadcast when the writer has written all it was given
 	endWanted bool // write an E frame after the queue, then close ended
 	ended     chan struct{}
 }
@@ -132,6 +134,10 @@ func (l *link) run() {
 		}
 		end := l.endWanted
 		l.endWanted = false
+		l.busy = ack > 0 || len(batch) > 0 || end
+		if !l.busy {
+			l.idle.broadcast()
+		}
 		l.mu.Unlock()
 
 		if ack > 0 {
@@ -167,6 +173,29 @@ func (l *link) run() {
 	}
 }
 
+// drain waits until the writer has written everything queued, the link
+// is dead, or d has passed.
+func (l *link) drain(d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	for {
+		l.mu.Lock()
+		done := l.dead || !l.busy && l.head == len(l.queue)
+		ch := l.idle.wait()
+		l.mu.Unlock()
+		if done {
+			return
+		}
+		select {
+		case <-ch:
+		case <-t.C:
+			return
+		case <-l.done:
+			return
+		}
+	}
+}
+
 // write writes one frame; on failure it marks the link dead, tells the
 // owner, and reports false.
 func (l *link) write(typ websocket.MessageType, p []byte) bool {
@@ -176,6 +205,7 @@ func (l *link) write(typ websocket.MessageType, p []byte) bool {
 	}
 	l.mu.Lock()
 	l.dead = true
+	l.idle.broadcast()
 	l.mu.Unlock()
 	if l.failed != nil && l.ctx.Err() == nil {
 		l.failed(l, err)

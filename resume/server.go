@@ -138,7 +138,7 @@ func (srv *Server) ServeConn(ctx context.Context, ws *websocket.Conn) error {
 		return violate(ws, &frameError{code: websocket.StatusPolicyViolation, reason: "window too large"})
 	}
 
-	s, resumed, err := srv.attach(f.session)
+	s, resumed, err := srv.attach(f.session, f.limits)
 	if err != nil {
 		code, reason := websocket.StatusInternalError, "store failure"
 		switch {
@@ -205,7 +205,7 @@ func (srv *Server) enter() bool {
 // attach finds the session a hello names and takes it over, or starts a
 // new one when it names none or one the Store does not hold. It reports
 // whether the session was resumed.
-func (srv *Server) attach(id string) (*Session, bool, error) {
+func (srv *Server) attach(id string, peer limits) (*Session, bool, error) {
 	ctx, cancel := context.WithTimeout(srv.ctx, storeTimeout)
 	defer cancel()
 	if id != noSession {
@@ -215,7 +215,7 @@ func (srv *Server) attach(id string) (*Session, bool, error) {
 		rec, err := srv.store.Take(ctx, id, time.Now().Add(srv.cfg.window))
 		switch {
 		case err == nil:
-			return srv.adopt(rec)
+			return srv.adopt(rec, peer)
 		case !errors.Is(err, ErrSessionNotFound):
 			return nil, false, fmt.Errorf("resume: store: take: %w", err)
 		}
@@ -231,14 +231,14 @@ func (srv *Server) attach(id string) (*Session, bool, error) {
 	if err := srv.store.Create(ctx, rec); err != nil {
 		return nil, false, fmt.Errorf("resume: store: create: %w", err)
 	}
-	s, err := srv.register(newSession(srv, rec, false))
+	s, err := srv.register(newSession(srv, rec, false, peer))
 	return s, false, err
 }
 
 // adopt continues a session taken over from the Store: this server's own
 // Session if it held it last (the generation follows on), or a new one
 // built from the Record.
-func (srv *Server) adopt(rec Record) (*Session, bool, error) {
+func (srv *Server) adopt(rec Record, peer limits) (*Session, bool, error) {
 	srv.mu.Lock()
 	local := srv.sessions[rec.ID]
 	srv.mu.Unlock()
@@ -255,7 +255,7 @@ func (srv *Server) adopt(rec Record) (*Session, bool, error) {
 		// Another server held it since: what this one knows is stale.
 		local.end(ErrSessionMoved, websocket.StatusPolicyViolation, "session taken over", false)
 	}
-	s, err := srv.register(newSession(srv, rec, true))
+	s, err := srv.register(newSession(srv, rec, true, peer))
 	return s, true, err
 }
 

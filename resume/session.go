@@ -56,10 +56,15 @@ type serverConn struct {
 	closer  sync.WaitGroup // the close under way, which ServeConn waits for
 }
 
+// drainGrace bounds how long a session that ends normally waits for its
+// connection's writer to send what is queued, before the close frame.
+const drainGrace = 5 * time.Second
+
 // close closes the connection with a close frame, on a goroutine of the
 // connection's (its reader may be blocked reading), unless one was started
-// or the connection is over.
-func (sc *serverConn) close(code websocket.StatusCode, reason string) {
+// or the connection is over. With drain, what is queued is written first:
+// the last messages of a session that ends normally are not cut off.
+func (sc *serverConn) close(code websocket.StatusCode, reason string, drain bool) {
 	sc.mu.Lock()
 	defer sc.mu.Unlock()
 	if sc.closing {
@@ -69,6 +74,9 @@ func (sc *serverConn) close(code websocket.StatusCode, reason string) {
 	sc.closer.Add(1)
 	go func() {
 		defer sc.closer.Done()
+		if drain {
+			sc.link.drain(drainGrace)
+		}
 		_ = sc.ws.Close(code, reason)
 	}()
 }
@@ -81,8 +89,11 @@ func (sc *serverConn) finish() {
 	sc.closer.Wait()
 }
 
-func newSession(srv *Server, rec Record, resumed bool) *Session {
-	s := &Session{srv: srv, id: rec.ID, resumed: resumed, gen: rec.Gen}
+// newSession returns a session from its Record, for a client whose hello
+// announced peer: its serve function may write before the connection is
+// attached.
+func newSession(srv *Server, rec Record, resumed bool, peer limits) *Session {
+	s := &Session{srv: srv, id: rec.ID, resumed: resumed, gen: rec.Gen, peerMsg: peer.message}
 	s.ctx, s.cancel = context.WithCancel(srv.ctx)
 	s.tx.acked = rec.Acked
 	for i, m := range rec.Unacked {
@@ -340,7 +351,11 @@ func (s *Session) connect(ctx context.Context, ws *websocket.Conn, f frame, resu
 		_ = ws.Close(websocket.StatusGoingAway, closeReason("session ended"))
 		return nil, err
 	}
-	acked, err := s.tx.ack(f.ack)
+	var acked int
+	var err error
+	if resumed { // the hello's ack is about the session it named
+		acked, err = s.tx.ack(f.ack)
+	}
 	if err != nil {
 		s.mu.Unlock()
 		pe := protocolError(err)
@@ -368,7 +383,7 @@ func (s *Session) connect(ctx context.Context, ws *websocket.Conn, f frame, resu
 	}
 	s.mu.Unlock()
 	if old != nil {
-		old.close(websocket.StatusPolicyViolation, closeReason("session taken over"))
+		old.close(websocket.StatusPolicyViolation, closeReason("session taken over"), false)
 	}
 	if acked > 0 {
 		if err := s.update(Update{Acked: f.ack}); err != nil {
@@ -478,7 +493,7 @@ func (s *Session) violation(sc *serverConn, err error) error {
 	if current {
 		s.end(pe, pe.Code, closeReason(pe.Reason), true)
 	} else {
-		sc.close(pe.Code, closeReason(pe.Reason))
+		sc.close(pe.Code, closeReason(pe.Reason), false)
 	}
 	return pe
 }
@@ -495,8 +510,10 @@ func (s *Session) detach(sc *serverConn) {
 		n = s.detaches
 	}
 	s.mu.Unlock()
-	sc.link.stop()
+	// The close under way first: stopping the writer in the middle of a
+	// frame would cut the connection before its close frame.
 	sc.finish()
+	sc.link.stop()
 	if current {
 		deadline := time.Now().Add(s.srv.cfg.window)
 		if err := s.update(Update{Expires: deadline}); err != nil && isSessionGone(err) {
@@ -588,7 +605,9 @@ func (s *Session) endIf(cond func() bool, err error, code websocket.StatusCode, 
 	s.cancel()
 	s.srv.forget(s)
 	if sc != nil {
-		sc.close(code, reason)
+		// A session that ends normally (its serve function returned, or
+		// Close) sends what it has queued before the close frame.
+		sc.close(code, reason, errors.Is(err, ErrSessionClosed))
 	}
 	if del {
 		ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
