@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -722,14 +723,19 @@ func (c *Client) startLocked(k uint64) error {
 		return malformed("S frame for an unknown connection")
 	}
 	next := c.pending[i]
-	if c.rd != next.sess && c.rd != nil {
-		// The old session, and any that came and went unread, are over.
-		nr := &NotRecoveredError{OldSession: c.rd.id, NewSession: next.sess.id}
-		nr.Unconfirmed = c.rd.tx.messages()
-		for _, p := range c.pending[:i] {
-			if p.sess != c.rd && p.sess != next.sess {
-				nr.Unconfirmed = append(nr.Unconfirmed, p.sess.tx.messages()...)
-			}
+	// The session read so far, and any that came and went before its S
+	// frame arrived (even the first, cut before its stream started), are
+	// over if they are not next's.
+	var lost []*clientSession
+	for _, s := range append([]*clientSession{c.rd}, sessionsOf(c.pending[:i])...) {
+		if s != nil && s != next.sess && !slices.Contains(lost, s) {
+			lost = append(lost, s)
+		}
+	}
+	if len(lost) > 0 {
+		nr := &NotRecoveredError{OldSession: lost[0].id, NewSession: next.sess.id}
+		for _, s := range lost {
+			nr.Unconfirmed = append(nr.Unconfirmed, s.tx.messages()...)
 		}
 		c.pushLocked(inbound{err: nr})
 	}
@@ -739,6 +745,14 @@ func (c *Client) startLocked(k uint64) error {
 	c.rd = next.sess
 	c.rd.rx.peer = next.peer
 	return nil
+}
+
+func sessionsOf(ps []started) []*clientSession {
+	ss := make([]*clientSession, len(ps))
+	for i, p := range ps {
+		ss[i] = p.sess
+	}
+	return ss
 }
 
 func (c *Client) pushLocked(m inbound) {

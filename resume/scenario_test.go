@@ -857,3 +857,49 @@ func TestOnConnectRunsBeforeTheHandshake(t *testing.T) {
 		}
 	})
 }
+
+// The first connection is cut after the welcome, before its S frame: the
+// client never read from that session. When the server then starts a new
+// one, the first session's unconfirmed messages are still reported.
+func TestNotRecoveredBeforeTheFirstStart(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var n *pipeNet
+		written := make(chan struct{})
+		n = newPipeNet(rawServer(func(k int, ws *websocket.Conn) {
+			hello, err := recv(ws)
+			if err != nil {
+				return
+			}
+			switch k {
+			case 1:
+				send(ws, "W 1 first 0 0 1024 1048576 32768 ")
+				<-written
+				n.last().cut()
+			default:
+				if hello.session != "first" {
+					t.Errorf("hello for %q, want first", hello.session)
+				}
+				send(ws, "W 1 second 0 0 1024 1048576 32768 ")
+				send(ws, fmt.Sprintf("S %d ", hello.conn))
+				closeCode(ws)
+			}
+		}))
+		defer n.close()
+		c, err := Dial(context.Background(), n.dial(), fastConn())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.CloseNow()
+		ctx := timeout(t, time.Minute)
+		if err := c.Write(ctx, websocket.MessageText, []byte("m")); err != nil {
+			t.Fatal(err)
+		}
+		close(written)
+		_, _, err = c.Read(ctx)
+		var nr *NotRecoveredError
+		if !errors.As(err, &nr) || nr.OldSession != "first" || nr.NewSession != "second" {
+			t.Fatalf("Read: %v, want first not recovered", err)
+		}
+		wantUnconfirmed(t, nr.Unconfirmed, Message{1, websocket.MessageText, []byte("m")})
+	})
+}
