@@ -36,7 +36,7 @@ type link struct {
 	failed    func(*link, error) // called once, without the lock, when a write fails
 	drained   func()             // called with the lock held when queued volatile frames are taken
 
-	ctx    context.Context // ends at stop: a write under way is cut, and the connection with it
+	ctx    context.Context // ends at stop, which closes the connection
 	cancel context.CancelFunc
 	wake   chan struct{} // (cap 1) something was queued, or an ack may be due
 	done   chan struct{} // closed when run returns
@@ -65,9 +65,9 @@ func newLink(ws *websocket.Conn, mu *sync.Mutex, rx *receiver, peer limits, cfg 
 
 func (l *link) start() { go l.run() }
 
-// stop ends the writer and waits for it. A write under way is cut short,
-// which closes the connection: call it only once the connection is over,
-// or to end it.
+// stop ends the writer and waits for it. It closes the connection (a
+// write under way is cut short): call it only once the connection is
+// over, or to end it.
 func (l *link) stop() {
 	l.mu.Lock()
 	l.dead = true
@@ -95,6 +95,10 @@ func (l *link) kick() {
 
 func (l *link) run() {
 	defer close(l.done)
+	// Writes get a ctx that never ends: coder/websocket arms a timer per
+	// call for one that can. Stopping the link closes the connection
+	// instead, which cuts a write under way short.
+	defer context.AfterFunc(l.ctx, func() { _ = l.ws.CloseNow() })()
 	ackTimer := time.NewTimer(time.Hour)
 	ackTimer.Stop()
 	defer ackTimer.Stop()
@@ -199,7 +203,7 @@ func (l *link) drain(d time.Duration) {
 // write writes one frame; on failure it marks the link dead, tells the
 // owner, and reports false.
 func (l *link) write(typ websocket.MessageType, p []byte) bool {
-	err := l.ws.Write(l.ctx, typ, p)
+	err := l.ws.Write(context.Background(), typ, p)
 	if err == nil {
 		return true
 	}

@@ -3,9 +3,11 @@
 package resume
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -403,9 +405,13 @@ func (s *Session) connect(ctx context.Context, ws *websocket.Conn, f frame, resu
 // it: the session waits for the client for the resume window.
 func (s *Session) serveConn(ctx context.Context, sc *serverConn) error {
 	defer s.detach(sc)
+	// The reads get a ctx that never ends (coder/websocket arms a timer
+	// per read for one that can): ctx's end closes the connection.
+	defer context.AfterFunc(ctx, func() { _ = sc.ws.CloseNow() })()
 	var suspect error
+	var buf []byte
 	for {
-		typ, p, err := sc.ws.Read(ctx)
+		typ, p, err := readMessage(sc.ws, &buf)
 		if err != nil {
 			return err
 		}
@@ -425,6 +431,33 @@ func (s *Session) serveConn(ctx context.Context, sc *serverConn) error {
 			return err
 		}
 	}
+}
+
+// readMessage reads one message into *buf (grown as needed, and kept for
+// the next one) and returns a copy of it: one allocation, of its size.
+func readMessage(ws *websocket.Conn, buf *[]byte) (websocket.MessageType, []byte, error) {
+	typ, r, err := ws.Reader(context.Background())
+	if err != nil {
+		return 0, nil, err
+	}
+	b := (*buf)[:0]
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return 0, nil, err
+		}
+	}
+	if cap(b) <= 64<<10 {
+		*buf = b // keep a buffer of ordinary size, not a huge one
+	}
+	return typ, bytes.Clone(b), nil
 }
 
 // errStale ends the reading of a connection that no longer serves the
@@ -542,8 +575,7 @@ func (s *Session) renew() {
 // takeover by a newer connection on this server moves the generation on:
 // the update is then made again with it.
 func (s *Session) update(u Update) error {
-	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
-	defer cancel()
+	ctx := s.ctx // bounded by the session's life here: a timer per call would cost one per message
 	if u.Expires.IsZero() {
 		u.Expires = time.Now().Add(s.srv.cfg.window)
 	}
