@@ -223,8 +223,8 @@ func TestHostileClient(t *testing.T) {
 					// coder/websocket closed the connection itself: the
 					// session waits for its client, as after any drop.
 					synctest.Wait()
-					if srv.Len() != 1 {
-						t.Errorf("%d sessions held, want 1", srv.Len())
+					if srv.Stats().Sessions != 1 {
+						t.Errorf("%d sessions held, want 1", srv.Stats().Sessions)
 					}
 					return
 				}
@@ -233,9 +233,12 @@ func TestHostileClient(t *testing.T) {
 				if !errors.As(err, &pe) || pe.Code != tc.code {
 					t.Errorf("the session ended with %v, want a ProtocolError %d", err, tc.code)
 				}
+				if st := srv.Stats(); st.ProtocolErrors != 1 {
+					t.Errorf("server stats %+v: want 1 protocol error", st)
+				}
 				synctest.Wait()
-				if srv.Len() != 0 || srv.store.(*MemoryStore).Len() != 0 {
-					t.Errorf("%d sessions held, %d stored: want the session forgotten", srv.Len(), srv.store.(*MemoryStore).Len())
+				if srv.Stats().Sessions != 0 || srv.store.(*MemoryStore).Len() != 0 {
+					t.Errorf("%d sessions held, %d stored: want the session forgotten", srv.Stats().Sessions, srv.store.(*MemoryStore).Len())
 				}
 			})
 		})
@@ -268,8 +271,8 @@ func TestHostileHello(t *testing.T) {
 				if got := closeCode(ws); got != tc.code {
 					t.Errorf("closed with %d, want %d", got, tc.code)
 				}
-				if srv.Len() != 0 {
-					t.Errorf("%d sessions held", srv.Len())
+				if srv.Stats().Sessions != 0 {
+					t.Errorf("%d sessions held", srv.Stats().Sessions)
 				}
 			})
 		})
@@ -373,8 +376,8 @@ func TestFrameCutShortByTheClientsEnd(t *testing.T) {
 		send(ws, "M 1 11 hello world")
 		synctest.Wait()
 		ws.CloseNow()
-		if srv.Len() != 1 {
-			t.Fatalf("%d sessions held, want the session kept", srv.Len())
+		if srv.Stats().Sessions != 1 {
+			t.Fatalf("%d sessions held, want the session kept", srv.Stats().Sessions)
 		}
 
 		ws = rawDial(t, n)

@@ -137,8 +137,8 @@ func TestNotRecoveredAfterTheWindow(t *testing.T) {
 		if err := <-ended; !errors.Is(err, ErrSessionExpired) {
 			t.Errorf("the session ended with %v, want ErrSessionExpired", err)
 		}
-		if srv.Len() != 0 || srv.store.(*MemoryStore).Len() != 0 {
-			t.Errorf("%d sessions held, %d stored after the window", srv.Len(), srv.store.(*MemoryStore).Len())
+		if srv.Stats().Sessions != 0 || srv.store.(*MemoryStore).Len() != 0 {
+			t.Errorf("%d sessions held, %d stored after the window", srv.Stats().Sessions, srv.store.(*MemoryStore).Len())
 		}
 		w.net.setHandler(srv)
 
@@ -148,6 +148,9 @@ func TestNotRecoveredAfterTheWindow(t *testing.T) {
 			t.Fatalf("Read: %v, want a NotRecoveredError", err)
 		}
 		wantUnconfirmed(t, nr.Unconfirmed, Message{1, websocket.MessageText, []byte("lost?")})
+		if st := srv.Stats(); st.NotFound != 1 || st.Started != 2 || st.Resumed != 0 {
+			t.Errorf("server stats %+v: want 2 sessions started, 1 not found", st)
+		}
 	})
 }
 
@@ -596,6 +599,9 @@ func TestResumeOnAnotherServer(t *testing.T) {
 		if !<-bResumed {
 			t.Error("b's session: Resumed() is false")
 		}
+		if st := b.Stats(); st.Resumed != 1 || st.Started != 0 || st.Replayed != 3 {
+			t.Errorf("b's stats %+v: want 1 resumed, 3 replayed", st)
+		}
 		if err := w.c.Write(ctx, websocket.MessageText, []byte("c2")); err != nil {
 			t.Fatal(err)
 		}
@@ -644,8 +650,8 @@ func TestTakeoverOnTheSameServer(t *testing.T) {
 		if c := <-code; c != websocket.StatusPolicyViolation {
 			t.Errorf("the first connection closed with %d, want 1008", c)
 		}
-		if srv.Len() != 1 {
-			t.Errorf("%d sessions", srv.Len())
+		if srv.Stats().Sessions != 1 {
+			t.Errorf("%d sessions", srv.Stats().Sessions)
 		}
 	})
 }
@@ -675,8 +681,8 @@ func TestCloseEndsTheSession(t *testing.T) {
 			t.Errorf("the session ended with %v, want ErrSessionClosed", err)
 		}
 		synctest.Wait()
-		if srv.Len() != 0 || srv.store.(*MemoryStore).Len() != 0 {
-			t.Errorf("%d sessions held, %d stored after Close", srv.Len(), srv.store.(*MemoryStore).Len())
+		if srv.Stats().Sessions != 0 || srv.store.(*MemoryStore).Len() != 0 {
+			t.Errorf("%d sessions held, %d stored after Close", srv.Stats().Sessions, srv.store.(*MemoryStore).Len())
 		}
 		if _, _, err := w.c.Read(ctx); !errors.Is(err, wsreconnect.ErrClosed) {
 			t.Errorf("Read after Close: %v", err)

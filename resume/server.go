@@ -12,6 +12,7 @@ import (
 	"hash/maphash"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
@@ -52,6 +53,10 @@ type Server struct {
 
 	attachMu [64]sync.Mutex // per session id (by hash): one takeover at a time
 	seed     maphash.Seed
+
+	counts struct {
+		started, resumed, notFound, replayed, protocolErrors atomic.Uint64
+	}
 
 	mu       sync.Mutex
 	closed   bool
@@ -132,9 +137,11 @@ func (srv *Server) ServeConn(ctx context.Context, ws *websocket.Conn) error {
 		if _, _, rerr := ws.Read(hctx); rerr != nil {
 			return fmt.Errorf("resume: the connection ended during the handshake: %w", rerr)
 		}
+		srv.counts.protocolErrors.Add(1)
 		return violate(ws, err)
 	}
 	if f.limits.count > srv.cfg.peerMax.count || f.limits.bytes > srv.cfg.peerMax.bytes {
+		srv.counts.protocolErrors.Add(1)
 		return violate(ws, &frameError{code: websocket.StatusPolicyViolation, reason: "window too large"})
 	}
 
@@ -183,9 +190,44 @@ func (srv *Server) Close() error {
 	return nil
 }
 
-// Len returns how many sessions the Server holds: attached, or waiting
-// for their client within the resume window.
-func (srv *Server) Len() int {
+// ServerStats are a Server's counters.
+type ServerStats struct {
+	// Sessions counts the sessions held now: attached, or waiting for
+	// their client within the resume window.
+	Sessions int
+	// Started counts the new sessions started here.
+	Started uint64
+	// Resumed counts the connections that resumed a session.
+	Resumed uint64
+	// NotFound counts the hellos naming a session the Store did not hold
+	// (expired, or lost): each of those clients was told that its session
+	// was not recovered.
+	NotFound uint64
+	// Replayed counts the reliable messages sent again at the start of a
+	// connection, because the client had not acknowledged them.
+	Replayed uint64
+	// ProtocolErrors counts the connections closed because the client
+	// broke the protocol.
+	ProtocolErrors uint64
+}
+
+// Stats returns the Server's counters.
+func (srv *Server) Stats() ServerStats {
+	srv.mu.Lock()
+	n := len(srv.sessions)
+	srv.mu.Unlock()
+	return ServerStats{
+		Sessions:       n,
+		Started:        srv.counts.started.Load(),
+		Resumed:        srv.counts.resumed.Load(),
+		NotFound:       srv.counts.notFound.Load(),
+		Replayed:       srv.counts.replayed.Load(),
+		ProtocolErrors: srv.counts.protocolErrors.Load(),
+	}
+}
+
+// sessionCount is how many sessions the Server holds.
+func (srv *Server) sessionCount() int {
 	srv.mu.Lock()
 	defer srv.mu.Unlock()
 	return len(srv.sessions)
@@ -219,8 +261,9 @@ func (srv *Server) attach(id string, peer limits) (*Session, bool, error) {
 		case !errors.Is(err, ErrSessionNotFound):
 			return nil, false, fmt.Errorf("resume: store: take: %w", err)
 		}
+		srv.counts.notFound.Add(1)
 	}
-	if srv.Len() >= srv.cfg.maxSessions {
+	if srv.sessionCount() >= srv.cfg.maxSessions {
 		return nil, false, ErrStoreFull
 	}
 	id, err := newSessionID()
@@ -232,6 +275,9 @@ func (srv *Server) attach(id string, peer limits) (*Session, bool, error) {
 		return nil, false, fmt.Errorf("resume: store: create: %w", err)
 	}
 	s, err := srv.register(newSession(srv, rec, false, peer))
+	if err == nil {
+		srv.counts.started.Add(1)
+	}
 	return s, false, err
 }
 

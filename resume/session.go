@@ -361,6 +361,7 @@ func (s *Session) connect(ctx context.Context, ws *websocket.Conn, f frame, resu
 	if err != nil {
 		s.mu.Unlock()
 		pe := protocolError(err)
+		s.srv.counts.protocolErrors.Add(1)
 		s.end(pe, pe.Code, closeReason(pe.Reason), true)
 		_ = ws.Close(pe.Code, closeReason(pe.Reason))
 		return nil, pe
@@ -380,10 +381,15 @@ func (s *Session) connect(ctx context.Context, ws *websocket.Conn, f frame, resu
 		l.queue = append(l.queue, outItem{typ: e.typ, frame: e.frame, seq: e.seq})
 	}
 	sc.link = l
+	replayed := len(l.queue)
 	if acked > 0 {
 		s.room.broadcast()
 	}
 	s.mu.Unlock()
+	s.srv.counts.replayed.Add(uint64(replayed))
+	if resumed {
+		s.srv.counts.resumed.Add(1)
+	}
 	if old != nil {
 		old.close(websocket.StatusPolicyViolation, closeReason("session taken over"), false)
 	}
@@ -520,6 +526,7 @@ func (s *Session) handle(sc *serverConn, typ websocket.MessageType, f frame) err
 // still serves it): the Store forgets it, and sc is closed with the code.
 func (s *Session) violation(sc *serverConn, err error) error {
 	pe := protocolError(err)
+	s.srv.counts.protocolErrors.Add(1)
 	s.mu.Lock()
 	current := s.conn == sc
 	s.mu.Unlock()
