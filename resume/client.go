@@ -260,9 +260,9 @@ func (c *Client) Write(ctx context.Context, typ websocket.MessageType, p []byte)
 			return err
 		}
 		s = c.cur
-		if len(p) > s.peer.message || len(p) > c.cfg.outbox.bytes {
+		if peer := s.peer.message; len(p) > peer || len(p) > c.cfg.outbox.bytes {
 			c.mu.Unlock()
-			return fmt.Errorf("%w: %d bytes (the server accepts %d, the outbox holds %d)", ErrTooLarge, len(p), s.peer.message, c.cfg.outbox.bytes)
+			return fmt.Errorf("%w: %d bytes (the server accepts %d, the outbox holds %d)", ErrTooLarge, len(p), peer, c.cfg.outbox.bytes)
 		}
 		if s.tx.fits(len(p), c.cfg.outbox) {
 			break

@@ -311,10 +311,9 @@ func TestServerBackpressure(t *testing.T) {
 // refused at once.
 func TestTooLarge(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
+		serverErr := make(chan error, 1)
 		srv := newTestServer(t, func(ctx context.Context, s *Session) {
-			if err := s.Write(ctx, websocket.MessageText, make([]byte, 51)); !errors.Is(err, ErrTooLarge) {
-				t.Errorf("server Write: %v, want ErrTooLarge", err)
-			}
+			serverErr <- s.Write(ctx, websocket.MessageText, make([]byte, 51))
 			<-ctx.Done()
 		}, WithMaxMessage(100))
 		w := newWorld(t, srv, WithMaxMessage(50), WithOutbox(10, 80))
@@ -330,6 +329,9 @@ func TestTooLarge(t *testing.T) {
 		}
 		if err := w.c.Write(ctx, websocket.MessageBinary, make([]byte, 80)); err != nil {
 			t.Errorf("Write of 80 bytes: %v", err)
+		}
+		if err := <-serverErr; !errors.Is(err, ErrTooLarge) {
+			t.Errorf("server Write of 51 bytes: %v, want ErrTooLarge", err)
 		}
 	})
 }
@@ -591,17 +593,16 @@ func TestResumeOnAnotherServer(t *testing.T) {
 
 		w.net.setHandler(b)
 		w.net.cutAll()
+		if !<-bResumed {
+			t.Error("b's session: Resumed() is false")
+		}
+		synctest.Wait() // b has resent a1-a3, which the client had received unread
 		for _, want := range []string{"a1", "a2", "a3"} {
 			if _, m := read(t, ctx, w.c); m != want {
 				t.Fatalf("got %q, want %q", m, want)
 			}
 		}
-		if !<-bResumed {
-			t.Error("b's session: Resumed() is false")
-		}
-		if st := b.Stats(); st.Resumed != 1 || st.Started != 0 || st.Replayed != 3 {
-			t.Errorf("b's stats %+v: want 1 resumed, 3 replayed", st)
-		}
+
 		if err := w.c.Write(ctx, websocket.MessageText, []byte("c2")); err != nil {
 			t.Fatal(err)
 		}
@@ -612,10 +613,13 @@ func TestResumeOnAnotherServer(t *testing.T) {
 		if err := <-aErr; !errors.Is(err, ErrSessionMoved) {
 			t.Errorf("a's Write after the takeover: %v, want ErrSessionMoved", err)
 		}
-		if st := w.c.Stats(); st.Sessions != 1 {
-			t.Errorf("stats %+v: want one session", st)
+		if st := w.c.Stats(); st.Sessions != 1 || st.Duplicates != 3 {
+			t.Errorf("stats %+v: want one session, and b's 3 copies dropped", st)
 		}
 		synctest.Wait()
+		if st := b.Stats(); st.Resumed != 1 || st.Started != 0 || st.Replayed != 3 {
+			t.Errorf("b's stats %+v: want 1 resumed, 3 replayed", st)
+		}
 		select {
 		case m := <-bGot:
 			t.Errorf("b read %q more", m)
@@ -730,6 +734,9 @@ func TestSessionCloseForcesANewSession(t *testing.T) {
 		srv := newTestServer(t, func(ctx context.Context, s *Session) {
 			if first {
 				first = false
+				if _, _, err := s.Read(ctx); err != nil { // the client is attached
+					return
+				}
 				s.Write(ctx, websocket.MessageText, []byte("before"))
 				if err := s.Close(websocket.StatusServiceRestart, "reset"); err != nil {
 					t.Error(err)
@@ -745,6 +752,9 @@ func TestSessionCloseForcesANewSession(t *testing.T) {
 		w := newWorld(t, srv)
 		defer w.close()
 		ctx := timeout(t, time.Minute)
+		if err := w.c.Write(ctx, websocket.MessageText, []byte("hello")); err != nil {
+			t.Fatal(err)
+		}
 		if _, m := read(t, ctx, w.c); m != "before" {
 			t.Fatalf("got %q", m)
 		}

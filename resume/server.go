@@ -28,8 +28,8 @@ const storeTimeout = 10 * time.Second
 //     connection until it ends. It starts the connection's link writer and
 //     stops it; a close it is asked for (Session.Close, a takeover) runs
 //     on a goroutine of the connection's that ServeConn waits for.
-//   - One serve goroutine per session held here: started when the session
-//     is created or taken over, waited for by Close.
+//   - One serve goroutine per session held here: started when the
+//     session's first connection here is attached, waited for by Close.
 //   - The janitor: started by NewServer, ended by Close. It forgets the
 //     sessions whose client stayed away longer than the resume window.
 //
@@ -66,8 +66,8 @@ type Server struct {
 }
 
 // NewServer returns a Server that runs serve once for each session it
-// holds: for a new session, and for one it takes over from the Store
-// (Session.Resumed). serve reads and writes the session with its methods,
+// holds, from its first connection here: for a new session, and for one
+// it takes over from the Store (Session.Resumed). serve reads and writes the session with its methods,
 // across reconnects; ctx ends when the session ends here (closed, expired,
 // taken over by another server, or the Server closed), and serve must then
 // return. When serve returns, the session is closed (close code 1000: the
@@ -161,6 +161,7 @@ func (srv *Server) ServeConn(ctx context.Context, ws *websocket.Conn) error {
 	if err != nil {
 		return err
 	}
+	srv.start(s)
 	return s.serveConn(ctx, sc)
 }
 
@@ -305,7 +306,7 @@ func (srv *Server) adopt(rec Record, peer limits) (*Session, bool, error) {
 	return s, true, err
 }
 
-// register adds s to the registry and starts its serve function.
+// register adds s to the registry.
 func (srv *Server) register(s *Session) (*Session, error) {
 	srv.mu.Lock()
 	defer srv.mu.Unlock()
@@ -314,13 +315,24 @@ func (srv *Server) register(s *Session) (*Session, error) {
 		return nil, ErrServerClosed
 	}
 	srv.sessions[s.id] = s
+	return s, nil
+}
+
+// start runs s's serve function, once: when its first connection here is
+// attached, so that the function starts with its client there.
+func (srv *Server) start(s *Session) {
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	if srv.closed || s.serving {
+		return
+	}
+	s.serving = true
 	srv.wg.Add(1)
 	go func() {
 		defer srv.wg.Done()
 		srv.serve(s.ctx, s)
 		s.end(ErrSessionClosed, websocket.StatusNormalClosure, "", true)
 	}()
-	return s, nil
 }
 
 // forget removes s from the registry.

@@ -28,6 +28,7 @@ type Session struct {
 	resumed bool
 	ctx     context.Context // the serve function's: ends with the session here
 	cancel  context.CancelFunc
+	serving bool // its serve function was started (guarded by the Server's mu)
 
 	readMu  sync.Mutex // one Read at a time: Received never goes back in the Store
 	writeMu sync.Mutex // one Write at a time: messages reach the Store in order
@@ -170,11 +171,15 @@ func (s *Session) Read(ctx context.Context) (websocket.MessageType, []byte, erro
 		s.storeFailed(err)
 		return 0, nil, fmt.Errorf("resume: read: recording the message: %w", err)
 	}
+	// Recorded as read: the application gets it, even if the session
+	// ended here meanwhile (a server resuming it will not resend it).
 	s.mu.Lock()
-	s.popLocked()
-	s.rx.consume(m.seq)
-	if sc := s.conn; sc != nil && (s.rx.consumed == s.rx.ackSent+1 || s.rx.ackDue(s.srv.cfg.ackEvery)) {
-		sc.link.kick()
+	if s.err == nil { // else the queue is gone with the session
+		s.popLocked()
+		s.rx.consume(m.seq)
+		if sc := s.conn; sc != nil && (s.rx.consumed == s.rx.ackSent+1 || s.rx.ackDue(s.srv.cfg.ackEvery)) {
+			sc.link.kick()
+		}
 	}
 	s.mu.Unlock()
 	return m.typ, m.data, nil
@@ -211,9 +216,9 @@ func (s *Session) Write(ctx context.Context, typ websocket.MessageType, p []byte
 			s.mu.Unlock()
 			return err
 		}
-		if s.peerMsg > 0 && len(p) > s.peerMsg || len(p) > cfg.outbox.bytes {
+		if peer := s.peerMsg; peer > 0 && len(p) > peer || len(p) > cfg.outbox.bytes {
 			s.mu.Unlock()
-			return fmt.Errorf("%w: %d bytes (the client accepts %d, the outbox holds %d)", ErrTooLarge, len(p), s.peerMsg, cfg.outbox.bytes)
+			return fmt.Errorf("%w: %d bytes (the client accepts %d, the outbox holds %d)", ErrTooLarge, len(p), peer, cfg.outbox.bytes)
 		}
 		if s.tx.fits(len(p), cfg.outbox) {
 			break
@@ -270,9 +275,9 @@ func (s *Session) WriteVolatile(ctx context.Context, typ websocket.MessageType, 
 			s.mu.Unlock()
 			return ErrNotConnected
 		}
-		if len(p) > s.peerMsg {
+		if peer := s.peerMsg; len(p) > peer {
 			s.mu.Unlock()
-			return fmt.Errorf("%w: %d bytes (the client accepts %d)", ErrTooLarge, len(p), s.peerMsg)
+			return fmt.Errorf("%w: %d bytes (the client accepts %d)", ErrTooLarge, len(p), peer)
 		}
 		if sc.link.volatiles < s.srv.cfg.volatile {
 			sc.link.push(outItem{typ: typ, frame: encodeData(0, p)})
