@@ -394,3 +394,52 @@ func TestFrameCutShortByTheClientsEnd(t *testing.T) {
 		}
 	})
 }
+
+// A hello that resumes a session with an ack the session cannot match is
+// refused (1002), and the session, whose numbers broke, is forgotten: an
+// ack beyond what the server sent, or below what the client had already
+// acknowledged (the client lost messages it had confirmed).
+func TestHostileResume(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		ack  string
+	}{
+		{"ack beyond what was sent", "3"},
+		{"ack below what was acknowledged", "1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				srv := newTestServer(t, func(ctx context.Context, s *Session) {
+					s.Write(ctx, websocket.MessageText, []byte("one"))
+					s.Write(ctx, websocket.MessageText, []byte("two"))
+					<-ctx.Done()
+				})
+				defer srv.Close()
+				n := newPipeNet(srv)
+				defer n.close()
+				ws := rawDial(t, n)
+				defer ws.CloseNow()
+				send(ws, "H 1 - 0 1 4 1000 1000 ")
+				w, _ := recv(ws)
+				for range 3 { // S, and the two messages
+					recv(ws)
+				}
+				send(ws, "A 2 ")
+				synctest.Wait()
+				ws.CloseNow()
+				synctest.Wait()
+
+				ws2 := rawDial(t, n)
+				defer ws2.CloseNow()
+				send(ws2, "H 1 "+w.session+" "+tc.ack+" 2 4 1000 1000 ")
+				if got := closeCode(ws2); got != websocket.StatusProtocolError {
+					t.Errorf("closed with %d, want 1002", got)
+				}
+				synctest.Wait()
+				if st := srv.Stats(); st.Sessions != 0 || st.ProtocolErrors != 1 {
+					t.Errorf("server stats %+v: want the session forgotten", st)
+				}
+			})
+		})
+	}
+}

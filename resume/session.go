@@ -360,7 +360,11 @@ func (s *Session) connect(ctx context.Context, ws *websocket.Conn, f frame, resu
 	}
 	var acked int
 	var err error
-	if resumed { // the hello's ack is about the session it named
+	switch {
+	case !resumed: // the hello's ack is about the session it named
+	case f.ack < s.tx.acked:
+		err = malformed("resumed without messages it had acknowledged")
+	default:
 		acked, err = s.tx.ack(f.ack)
 	}
 	if err != nil {
