@@ -29,6 +29,7 @@ type pipeNet struct {
 	handler http.Handler
 	live    []*cutConn // the server ends of the connections, newest last
 	dials   int
+	tap     func(conn int, fromClient bool, p []byte) // sees the bytes each way, if set
 }
 
 func newPipeNet(h http.Handler) *pipeNet {
@@ -85,6 +86,10 @@ func (n *pipeNet) RoundTrip(r *http.Request) (*http.Response, error) {
 	n.mu.Lock()
 	h := n.handler
 	n.dials++
+	if tap := n.tap; tap != nil {
+		k := n.dials
+		cc.tap = func(fromClient bool, p []byte) { tap(k, fromClient, p) }
+	}
 	n.live = append(n.live, cc)
 	n.mu.Unlock()
 	hj := &hijacker{ResponseRecorder: httptest.NewRecorder(), conn: cc, hijacked: make(chan struct{})}
@@ -134,6 +139,7 @@ type cutConn struct {
 	writeBudget int
 	readCut     bool // the planned read cut happened: reads see EOF
 	closed      bool
+	tap         func(fromClient bool, p []byte)
 }
 
 func (c *cutConn) cut() { c.Close() }
@@ -166,6 +172,9 @@ func (c *cutConn) budget(b *int, n int) (allowed int, cut bool) {
 func (c *cutConn) Write(p []byte) (int, error) {
 	n, cut := c.budget(&c.writeBudget, len(p))
 	w, err := c.Conn.Write(p[:n])
+	if c.tap != nil && w > 0 {
+		c.tap(false, p[:w])
+	}
 	if cut {
 		c.Close()
 		return w, errCut
@@ -191,7 +200,10 @@ func (c *cutConn) Read(p []byte) (int, error) {
 			if allowed == 0 {
 				return 0, io.EOF
 			}
-			return allowed, nil
+			n, err = allowed, nil
+		}
+		if c.tap != nil {
+			c.tap(true, p[:n])
 		}
 	}
 	return n, err
