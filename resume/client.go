@@ -12,7 +12,8 @@ import (
 	"github.com/wsreconnect/wsreconnect"
 )
 
-// closeGrace bounds how long Close waits for its E frame to be written.
+// closeGrace bounds how long Close waits for its E frame to be written
+// and for the server to close the connection after it.
 const closeGrace = time.Second
 
 // maxPendingSessions bounds the new sessions whose stream the server has
@@ -376,10 +377,11 @@ func (c *Client) Flush(ctx context.Context) error {
 }
 
 // Close ends the session: it tells the server (an E frame, after what is
-// queued), which forgets the session at once, closes the connection with
-// 1000, and returns once every goroutine of the Client has ended. Messages
-// never acknowledged are returned in an *UnconfirmedError: Flush first to
-// wait for them. Close is idempotent.
+// queued), which forgets the session at once and closes the connection
+// with 1000 (if it has not within a second, Close closes it), and returns
+// once every goroutine of the Client has ended. Messages never
+// acknowledged are returned in an *UnconfirmedError: Flush first to wait
+// for them. Close is idempotent.
 func (c *Client) Close() error { return c.close(true) }
 
 // CloseNow ends the Client at once, without telling the server (which
@@ -407,9 +409,16 @@ func (c *Client) close(graceful bool) error {
 	c.mu.Unlock()
 
 	if ended != nil {
+		// The server answers E by closing (1000), which stops the Conn:
+		// wait for that, rather than cross it with a close handshake of
+		// our own (each would see the other's as an error).
 		t := time.NewTimer(closeGrace)
 		select {
 		case <-ended:
+			select {
+			case <-c.conn.Done():
+			case <-t.C:
+			}
 		case <-gone:
 		case <-t.C:
 		}
