@@ -147,7 +147,7 @@ func (s *Session) Read(ctx context.Context) (websocket.MessageType, []byte, erro
 		select {
 		case <-ch:
 		case <-ctx.Done():
-			return 0, nil, fmt.Errorf("resume: read: %w", ctx.Err())
+			return 0, nil, s.ctxErr("read", ctx)
 		}
 		s.mu.Lock()
 	}
@@ -183,6 +183,18 @@ func (s *Session) Read(ctx context.Context) (websocket.MessageType, []byte, erro
 	}
 	s.mu.Unlock()
 	return m.typ, m.data, nil
+}
+
+// ctxErr is the error of a call whose ctx ended while it waited: the
+// session's own end, if it came with it (the serve function's ctx ends
+// with the session), else ctx's.
+func (s *Session) ctxErr(op string, ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err != nil {
+		return s.err
+	}
+	return fmt.Errorf("resume: %s: %w", op, ctx.Err())
 }
 
 func (s *Session) popLocked() {
@@ -232,7 +244,7 @@ func (s *Session) Write(ctx context.Context, typ websocket.MessageType, p []byte
 		select {
 		case <-ch:
 		case <-ctx.Done():
-			return fmt.Errorf("resume: write: waiting for room in the outbox: %w", ctx.Err())
+			return s.ctxErr("write: waiting for room in the outbox", ctx)
 		}
 		s.mu.Lock()
 	}
@@ -293,7 +305,7 @@ func (s *Session) WriteVolatile(ctx context.Context, typ websocket.MessageType, 
 		select {
 		case <-ch:
 		case <-ctx.Done():
-			return fmt.Errorf("resume: write volatile: %w", ctx.Err())
+			return s.ctxErr("write volatile", ctx)
 		}
 		s.mu.Lock()
 	}
@@ -318,7 +330,7 @@ func (s *Session) Flush(ctx context.Context) error {
 		select {
 		case <-ch:
 		case <-ctx.Done():
-			return fmt.Errorf("resume: flush: %w", ctx.Err())
+			return s.ctxErr("flush", ctx)
 		}
 		s.mu.Lock()
 	}
