@@ -919,3 +919,59 @@ func TestNotRecoveredBeforeTheFirstStart(t *testing.T) {
 		wantUnconfirmed(t, nr.Unconfirmed, Message{1, websocket.MessageText, []byte("m")})
 	})
 }
+
+// Close does not wait for a client that has not said hello yet.
+func TestServerCloseCutsHandshakesShort(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := newTestServer(t, echo)
+		n := newPipeNet(srv)
+		defer n.close()
+		ws := rawDial(t, n)
+		defer ws.CloseNow()
+		synctest.Wait() // the server waits for the hello
+		start := time.Now()
+		srv.Close()
+		if d := time.Since(start); d != 0 {
+			t.Errorf("Close took %v with a handshake under way, want at once", d)
+		}
+	})
+}
+
+// However often a client reconnects, its session has one entry in the
+// expiry queue, and it expires one window after its last connection.
+func TestExpiryAfterManyReconnects(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ended := make(chan error, 1)
+		srv := newTestServer(t, readN(0, nil, nil, ended), WithResumeWindow(10*time.Second))
+		defer srv.Close()
+		n := newPipeNet(srv)
+		defer n.close()
+		session := "-"
+		for i := range 100 {
+			ws := rawDial(t, n)
+			send(ws, fmt.Sprintf("H 1 %s 0 %d 4 1000 1000 ", session, i+1))
+			w, err := recv(ws)
+			if err != nil || i > 0 && !w.resumed {
+				t.Fatalf("connection %d: %+v %v", i, w, err)
+			}
+			session = w.session
+			recv(ws) // S
+			ws.CloseNow()
+			synctest.Wait()
+			time.Sleep(time.Second) // each one within the window of the last
+		}
+		srv.mu.Lock()
+		queued := len(srv.expiries)
+		srv.mu.Unlock()
+		if queued != 1 {
+			t.Errorf("%d expiry entries for one session, want 1", queued)
+		}
+		lastEnd := time.Now().Add(-time.Second)
+		if err := <-ended; !errors.Is(err, ErrSessionExpired) {
+			t.Fatalf("the session ended with %v", err)
+		}
+		if d := time.Since(lastEnd); d != 10*time.Second {
+			t.Errorf("expired %v after its last connection, want 10s", d)
+		}
+	})
+}

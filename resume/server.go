@@ -123,6 +123,7 @@ func (srv *Server) ServeConn(ctx context.Context, ws *websocket.Conn) error {
 
 	hctx, cancel := context.WithTimeout(ctx, srv.cfg.handshakeTimeout)
 	defer cancel()
+	defer context.AfterFunc(srv.ctx, cancel)() // Close cuts a handshake short
 	typ, p, err := ws.Read(hctx)
 	if err != nil {
 		return fmt.Errorf("resume: waiting for the hello: %w", err)
@@ -183,10 +184,10 @@ func (srv *Server) Close() error {
 		all = append(all, s)
 	}
 	srv.mu.Unlock()
-	srv.cancel()
 	for _, s := range all {
-		s.end(ErrServerClosed, websocket.StatusGoingAway, "server closed", false)
+		s.end(ErrServerClosed, websocket.StatusGoingAway, closeReason("server closed"), false)
 	}
+	srv.cancel() // the janitor, and the handshakes under way
 	srv.wg.Wait()
 	return nil
 }
@@ -344,11 +345,18 @@ func (srv *Server) forget(s *Session) {
 	}
 }
 
-// expireAt schedules s's expiry (detach counts its detachments: a later
-// attach or detach makes this one moot).
+// expireAt schedules s's expiry at at, for its detachment number detach
+// (a later attach or detach makes it moot). The heap holds at most one
+// entry per session, however often its client reconnects: a later
+// deadline replaces the earlier, and the janitor requeues it when the
+// earlier comes.
 func (srv *Server) expireAt(s *Session, at time.Time, detach uint64) {
 	srv.mu.Lock()
-	heap.Push(&srv.expiries, expiry{at: at, s: s, detach: detach})
+	s.expiry = expiry{at: at, s: s, detach: detach}
+	if !s.expiryQueued {
+		s.expiryQueued = true
+		heap.Push(&srv.expiries, s.expiry)
+	}
 	srv.mu.Unlock()
 	select {
 	case srv.kick <- struct{}{}:
@@ -367,7 +375,13 @@ func (srv *Server) janitor() {
 		now := time.Now()
 		var due []expiry
 		for len(srv.expiries) > 0 && !srv.expiries[0].at.After(now) {
-			due = append(due, heap.Pop(&srv.expiries).(expiry))
+			e := heap.Pop(&srv.expiries).(expiry)
+			if latest := e.s.expiry; latest.at.After(now) {
+				heap.Push(&srv.expiries, latest) // detached again since: later
+				continue
+			}
+			e.s.expiryQueued = false
+			due = append(due, e.s.expiry)
 		}
 		var wait time.Duration = -1
 		if len(srv.expiries) > 0 {

@@ -43,9 +43,14 @@ type Session struct {
 	volatiles int
 	conn      *serverConn // the attached connection, nil while the client is away
 	detaches  uint64      // changes of conn, to tell a stale expiry
-	readable  cond
-	room      cond
-	err       error // why the session ended here
+
+	// Guarded by the Server's mu: the latest expiry scheduled, and
+	// whether the heap holds an entry for the session.
+	expiry       expiry
+	expiryQueued bool
+	readable     cond
+	room         cond
+	err          error // why the session ended here
 }
 
 // serverConn is one attached connection: its reader is ServeConn, its

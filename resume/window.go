@@ -82,12 +82,6 @@ func (o *outbox) ack(n uint64) (int, error) {
 	return k, nil
 }
 
-// pending returns the unacknowledged messages, oldest first (shared
-// entries, a new slice).
-func (o *outbox) pending() []outEntry {
-	return append([]outEntry(nil), o.entries[o.head:]...)
-}
-
 // messages returns the unacknowledged messages as Messages.
 func (o *outbox) messages() []Message {
 	var ms []Message
