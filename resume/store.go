@@ -33,7 +33,13 @@ type Message struct {
 // on it: a message is appended before it is sent, and the position received
 // from the client is recorded before it is acknowledged. A Store must
 // therefore apply each call completely or not at all, and make it visible
-// to every server before it returns.
+// to every server before it returns. In Redis, for instance: one hash per
+// session (generation, received, acked) and one list of its unacknowledged
+// messages, both with the session's expiry as their TTL, each method one
+// Lua script that checks the generation first.
+//
+// Package storetest checks a Store against this contract: a Store written
+// elsewhere runs storetest.Run in its tests.
 type Store interface {
 	// Create stores a new session (Gen 1, nothing sent or received).
 	Create(ctx context.Context, r Record) error
