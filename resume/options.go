@@ -195,9 +195,15 @@ func WithVolatileBacklog(n int) Option {
 }
 
 // WithConnOptions passes options to wsreconnect.Dial: the schedules, the
-// heartbeat, the policy, OnDisconnect, the logger. Not wsreconnect.WithOnConnect,
-// which would replace the resume handshake (Dial reports it as an error):
-// use this package's WithOnConnect. Client only. Default: none.
+// heartbeat, the policy, OnDisconnect, the logger. Not
+// wsreconnect.WithOnConnect, which would replace the resume handshake
+// (Dial reports it as an error): use this package's WithOnConnect. Nor
+// wsreconnect.WithPingFunc with a message of the application's: the
+// server would read a frame that is not the protocol's, and close the
+// connection (1002); protocol pings, the default, are fine.
+// wsreconnect.WithSendQueue has no effect: the Client writes its own
+// frames, and keeps its reliable messages in its outbox. Client only.
+// Default: none.
 func WithConnOptions(opts ...wsreconnect.Option) Option {
 	return option{name: "WithConnOptions", side: clientSide, fn: func(c *config) { c.connOpts = append(c.connOpts, opts...) }}
 }
