@@ -61,6 +61,28 @@ func paceRead(i int) {
 	}
 }
 
+// volatileCheck checks that volatile messages ("v" and their writer's
+// index) arrive at most once and in order: some may be lost.
+type volatileCheck struct {
+	last, got int
+}
+
+func (v *volatileCheck) isVolatile(p []byte) bool { return len(p) > 0 && p[0] == 'v' }
+
+func (v *volatileCheck) check(p []byte) error {
+	var side byte
+	var i int
+	if _, err := fmt.Sscanf(string(p), "v%c%d", &side, &i); err != nil {
+		return fmt.Errorf("volatile %q: %v", p, err)
+	}
+	if v.got > 0 && i <= v.last {
+		return fmt.Errorf("volatile %q after %d: a copy, or out of order", p, v.last)
+	}
+	v.last = i
+	v.got++
+	return nil
+}
+
 // simCheck checks that got is message want of side.
 func simCheck(side byte, want int, typ websocket.MessageType, got []byte) error {
 	wtyp, wp := simMessage(side, want)
@@ -126,19 +148,30 @@ func simulate(t *testing.T, seed uint64) {
 					fail(fmt.Errorf("server write %d: %w", i, err))
 					return
 				}
+				if i%3 == 0 { // lost while disconnected: never resent
+					s.WriteVolatile(ctx, websocket.MessageBinary, fmt.Appendf(nil, "vs%d", i))
+				}
 			}
 		}()
-		for i := range n {
+		var vol volatileCheck
+		for i := 0; i < n; {
 			paceRead(i)
 			typ, p, err := s.Read(ctx)
 			if err != nil {
 				fail(fmt.Errorf("server read %d: %w", i, err))
 				break
 			}
+			if vol.isVolatile(p) {
+				if err := vol.check(p); err != nil {
+					fail(err)
+				}
+				continue
+			}
 			if err := simCheck('c', i, typ, p); err != nil {
 				fail(err)
 				break
 			}
+			i++
 		}
 		close(serverGot)
 		wg.Wait()
@@ -179,6 +212,7 @@ func simulate(t *testing.T, seed uint64) {
 	}()
 
 	clientDone := make(chan struct{})
+	volatiles := 0
 	go func() { // the client's writer
 		for i := range n {
 			pace(i)
@@ -187,22 +221,34 @@ func simulate(t *testing.T, seed uint64) {
 				fail(fmt.Errorf("client write %d: %w", i, err))
 				return
 			}
+			if i%3 == 0 {
+				w.c.WriteVolatile(ctx, websocket.MessageText, fmt.Appendf(nil, "vc%d", i))
+			}
 		}
 	}()
 	go func() { // the client's reader
 		defer close(clientDone)
-		for i := range n {
+		var vol volatileCheck
+		for i := 0; i < n; {
 			paceRead(i)
 			typ, p, err := w.c.Read(ctx)
 			if err != nil {
 				fail(fmt.Errorf("client read %d: %w", i, err))
 				return
 			}
+			if vol.isVolatile(p) {
+				if err := vol.check(p); err != nil {
+					fail(err)
+				}
+				continue
+			}
 			if err := simCheck('s', i, typ, p); err != nil {
 				fail(err)
 				return
 			}
+			i++
 		}
+		volatiles = vol.got
 	}()
 	<-clientDone
 	<-serverGot
@@ -220,7 +266,7 @@ func simulate(t *testing.T, seed uint64) {
 	if st.Sessions != 1 {
 		t.Errorf("seed %d: %d sessions, want 1 (%+v)", seed, st.Sessions, st)
 	}
-	t.Logf("seed %d: %d cuts, %d resumes, %d replayed, %d duplicates dropped", seed, cuts, st.Resumes, st.Replayed, st.Duplicates)
+	t.Logf("seed %d: %d cuts, %d resumes, %d replayed, %d duplicates dropped, %d volatile messages of %d read", seed, cuts, st.Resumes, st.Replayed, st.Duplicates, volatiles, (n+2)/3)
 	if st.Resumes < 5 {
 		t.Errorf("seed %d: only %d resumes: the chaos did not bite", seed, st.Resumes)
 	}

@@ -10,8 +10,10 @@ import (
 // Message is one reliable message, as the application wrote it.
 type Message struct {
 	// Seq is its number in its session and direction (1, 2, 3, …).
-	Seq  uint64
+	Seq uint64
+	// Type is websocket.MessageText or websocket.MessageBinary.
 	Type websocket.MessageType
+	// Data is the payload, as written.
 	Data []byte
 }
 
