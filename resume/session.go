@@ -419,8 +419,8 @@ func (s *Session) connect(ctx context.Context, ws *websocket.Conn, f frame, resu
 	if old != nil {
 		old.close(websocket.StatusPolicyViolation, closeReason("session taken over"), false)
 	}
-	if acked > 0 {
-		if err := s.update(Update{Acked: f.ack}); err != nil {
+	if acked > 0 { // may lag in the Store, see handle
+		if err := s.update(Update{Acked: f.ack}); err != nil && isSessionGone(err) {
 			s.storeFailed(err)
 		}
 	}
