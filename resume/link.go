@@ -98,7 +98,7 @@ func (l *link) run() {
 	// Writes get a ctx that never ends: coder/websocket arms a timer per
 	// call for one that can. Stopping the link closes the connection
 	// instead, which cuts a write under way short.
-	defer context.AfterFunc(l.ctx, func() { _ = l.ws.CloseNow() })()
+	defer afterFunc(l.ctx, func() { _ = l.ws.CloseNow() })()
 	ackTimer := time.NewTimer(time.Hour)
 	ackTimer.Stop()
 	defer ackTimer.Stop()
@@ -173,6 +173,21 @@ func (l *link) run() {
 			l.tick()
 		case <-l.ctx.Done():
 			return
+		}
+	}
+}
+
+// afterFunc is context.AfterFunc, but its stop also waits for f if it has
+// started: the goroutine that runs f does not outlive the caller.
+func afterFunc(ctx context.Context, f func()) (stop func()) {
+	done := make(chan struct{})
+	s := context.AfterFunc(ctx, func() {
+		defer close(done)
+		f()
+	})
+	return func() {
+		if !s() {
+			<-done
 		}
 	}
 }

@@ -123,7 +123,7 @@ func (srv *Server) ServeConn(ctx context.Context, ws *websocket.Conn) error {
 
 	hctx, cancel := context.WithTimeout(ctx, srv.cfg.handshakeTimeout)
 	defer cancel()
-	defer context.AfterFunc(srv.ctx, cancel)() // Close cuts a handshake short
+	defer afterFunc(srv.ctx, cancel)() // Close cuts a handshake short
 	typ, p, err := ws.Read(hctx)
 	if err != nil {
 		return fmt.Errorf("resume: waiting for the hello: %w", err)

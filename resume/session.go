@@ -439,7 +439,7 @@ func (s *Session) serveConn(ctx context.Context, sc *serverConn) error {
 	defer s.detach(sc)
 	// The reads get a ctx that never ends (coder/websocket arms a timer
 	// per read for one that can): ctx's end closes the connection.
-	defer context.AfterFunc(ctx, func() { _ = sc.ws.CloseNow() })()
+	defer afterFunc(ctx, func() { _ = sc.ws.CloseNow() })()
 	var suspect error
 	var buf []byte
 	for {
