@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"reflect"
 	"strconv"
 	"strings"
 
@@ -75,7 +76,8 @@ type Policy func(Disconnect) Decision
 //	1002, 1003, 1007, 1008, 1009, 1010, 1015                      Stop
 //	a protocol violation coder/websocket answers with 1002        Stop
 //	handshake 4xx other than 408 and 429, 1xx-3xx other than 101  Stop
-//	TLS certificate errors, wss:// to a plain server, bad URL     Stop
+//	TLS certificate errors, the server's TLS alert refusing ours  Stop
+//	wss:// to a plain server, bad URL                             Stop
 //	a DialFunc that dials with an ended ctx or returns nothing    Stop
 //	3000-4999 (application codes)                                 Retry
 //	other codes                                                   Retry
@@ -156,11 +158,41 @@ func permanentDialError(err error) bool {
 		return true
 	case errors.As(err, &verr), errors.As(err, &uaerr), errors.As(err, &herr), errors.As(err, &cierr):
 		return true
+	case certificateRejected(err):
+		return true
 	case errors.As(err, &uerr) && uerr.Op == "parse":
 		return true
 	}
 	// coder/websocket reports a bad scheme with a plain string.
 	return strings.Contains(err.Error(), "unexpected url scheme")
+}
+
+// certificateAlerts are the TLS alerts a server sends when it rejects the
+// client's certificate, or its lack of one, or finds no TLS parameters it
+// shares with the client (RFC 8446 §6.2, RFC 5246 §7.2.2):
+// handshake_failure (TLS 1.2's answer to a missing client certificate),
+// bad_certificate, unsupported_certificate, certificate_revoked,
+// certificate_expired, certificate_unknown, unknown_ca, access_denied,
+// protocol_version, insufficient_security, certificate_required. Each
+// says the configuration is wrong, on one side or the other.
+var certificateAlerts = map[uint64]bool{40: true, 42: true, 43: true, 44: true, 45: true, 46: true, 48: true, 49: true, 70: true, 71: true, 116: true}
+
+// certificateRejected reports whether err is the server's TLS alert
+// rejecting the client's certificate. crypto/tls returns an alert received
+// as a *net.OpError with Op "remote error" and an unexported uint8 type
+// (tls.AlertError, exported, only over QUIC): its value is read through
+// reflection.
+func certificateRejected(err error) bool {
+	var ae tls.AlertError
+	if errors.As(err, &ae) {
+		return certificateAlerts[uint64(ae)]
+	}
+	var oe *net.OpError
+	if !errors.As(err, &oe) || oe.Op != "remote error" || oe.Err == nil {
+		return false
+	}
+	v := reflect.ValueOf(oe.Err)
+	return v.Kind() == reflect.Uint8 && certificateAlerts[v.Uint()]
 }
 
 // errNoConnection is what a DialFunc that returned neither a connection

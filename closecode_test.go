@@ -9,8 +9,12 @@ package wsreconnect
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"errors"
 	"fmt"
 	"io"
@@ -26,6 +30,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"testing/synctest"
@@ -766,4 +771,88 @@ func TestREADMEPolicyTableMatchesDefaultPolicy(t *testing.T) {
 	if len(want) < 10 || !slices.Equal(got, want) {
 		t.Fatalf("README's policy table differs from DefaultPolicy's:\nREADME:\n%s\nDefaultPolicy:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
+}
+
+// A server that rejects the client's certificate (mutual TLS: none given,
+// or one it does not trust) answers with a TLS alert, which crypto/tls
+// returns as a *net.OpError "remote error": a misconfiguration, which no
+// retry cures, as the policy table says of certificate errors. (It used to
+// be taken for a network blip and retried for ever.)
+func TestServerRejectingClientCertificateStops(t *testing.T) {
+	noLeaks(t)
+	var handshakes atomic.Int64
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if ws, err := websocket.Accept(w, r, nil); err == nil {
+			ws.CloseNow()
+		}
+	}))
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0)
+	srv.TLS = &tls.Config{ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: x509.NewCertPool()}
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			handshakes.Add(1)
+		}
+	}
+	srv.StartTLS()
+	defer srv.Close()
+	wss := "wss://" + srv.Listener.Addr().String() + "/"
+
+	for _, tt := range []struct {
+		name   string
+		certs  []tls.Certificate
+		maxTLS uint16
+	}{
+		{"no certificate, TLS 1.3", nil, tls.VersionTLS13},
+		{"no certificate, TLS 1.2", nil, tls.VersionTLS12},
+		{"an untrusted certificate, TLS 1.3", []tls.Certificate{selfSignedCert(t)}, tls.VersionTLS13},
+		{"an untrusted certificate, TLS 1.2", []tls.Certificate{selfSignedCert(t)}, tls.VersionTLS12},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			handshakes.Store(0)
+			tr := srv.Client().Transport.(*http.Transport).Clone()
+			tr.TLSClientConfig.Certificates = tt.certs
+			tr.TLSClientConfig.MaxVersion = tt.maxTLS
+			defer tr.CloseIdleConnections()
+			dial := func(ctx context.Context) (*websocket.Conn, *http.Response, error) {
+				return websocket.Dial(ctx, wss, &websocket.DialOptions{HTTPClient: &http.Client{Transport: tr}})
+			}
+			ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+			defer cancel()
+			c, err := Dial(ctx, dial, WithInitialDelay(time.Millisecond), WithMaxDelay(time.Millisecond))
+			if err == nil {
+				c.CloseNow()
+				t.Fatal("Dial succeeded")
+			}
+			var se *StopError
+			if !errors.As(err, &se) {
+				t.Fatalf("Dial: %v, want a StopError", err)
+			}
+			if n := handshakes.Load(); n != 1 {
+				t.Fatalf("%d TLS handshakes, want 1: %v", n, err)
+			}
+			t.Logf("%v", err)
+		})
+	}
+}
+
+// selfSignedCert returns a client certificate no one trusts.
+func selfSignedCert(t *testing.T) tls.Certificate {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "client"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 }

@@ -30,7 +30,8 @@ type DialFunc func(ctx context.Context) (*websocket.Conn, *http.Response, error)
 type State int32
 
 const (
-	// StateConnecting: no connection is up; dialling or waiting to.
+	// StateConnecting: no connection serves Read and Write; the Conn is
+	// dialling, setting a connection up, dropping one, or waiting to dial.
 	StateConnecting State = iota
 	// StateConnected: a connection is up and serving Read and Write.
 	StateConnected
@@ -53,104 +54,138 @@ func (s State) String() string {
 	return fmt.Sprintf("State(%d)", int32(s))
 }
 
-// phase is where the supervisor is in its loop; Reconnect and Close act
-// on it.
-type phase int
-
-const (
-	phaseDialing    phase = iota // waiting on the limiter, or in the DialFunc
-	phaseConnecting              // OnConnect, then the send queue, on c.sess
-	phaseLive                    // c.sess is published and served
-	phaseWaiting                 // after an end: the policy, OnDisconnect, the backoff wait
-	phaseEnded
-)
-
 // The lifecycle, in one place.
+//
+// A Conn is always in exactly one of these states (life), which with
+// c.sess answers "is there a connection, and which":
+//
+//	state      the connection (c.sess)           what runs                            leaves for
+//	dialing    none                              the limiter, then the DialFunc       settingUp, waiting, closed
+//	settingUp  dialled; the pump reads it        OnConnect, then the send queue       live, ending, closed
+//	live       published: Writes use it          the pump, Writes, the heartbeat      ending, closed
+//	ending     being dropped; nothing new uses   the pump drains it; a close frame    waiting, closed
+//	waiting    none                              the policy, OnDisconnect, the wait   dialing, closed
+//	closed     none (the last one is dropped)    nothing: Close, CloseNow or a stop   -
+//
+// Every change of state goes through Conn.to, under c.mu, which enforces
+// that table and does what entering a state means (publishing a session,
+// unpublishing it, waking Writes, ending the Conn's ctx). The events that
+// change it, and what each does where:
+//
+//   - The dial succeeds (dialing → settingUp) or fails (→ waiting).
+//   - OnConnect and the send queue are done (settingUp → live).
+//   - The connection ends (settingUp or live → ending): the pump's read
+//     failed or the peer closed; a Write, the send queue or OnConnect
+//     failed; the heartbeat found the peer dead; or Reconnect was called,
+//     which sends 1000 "reconnecting". Whoever sees the end records what it
+//     saw on the session (under c.mu), and session.cause ranks the records
+//     once, when the connection has been retired (ending → waiting).
+//   - The wait ends (waiting → dialing); Reconnect cuts it short, also when
+//     called in ending, for the wait that follows.
+//   - Close or CloseNow (any → closed): a live connection gets Close's
+//     close frame; one in settingUp is closed without one; one in ending
+//     keeps the close frame it has (a Reconnect's).
+//   - The policy stops (waiting → closed).
 //
 // Goroutines, each with one owner that starts it and waits for it:
 //   - The supervisor (Conn.run, reconnect.go) is the Conn's one long-lived
-//     goroutine. Dial starts it; it closes done when it returns. It runs the
-//     loop: dial, OnConnect, serve the connection, classify its end,
-//     OnDisconnect, wait. While a connection is live, the supervisor is its
+//     goroutine. Dial starts it; it closes done when it returns. It walks
+//     the states above. From the moment a connection exists it is its
 //     reader (session.serve, the pump), so an idle Conn has one goroutine,
 //     as a plain coder/websocket client with its reader does.
-//   - Each dial runs on a short-lived goroutine the supervisor starts and
-//     waits for (dialOnOwnStack), to keep the supervisor's stack small.
-//   - A session (session.go) is one connection. Its tasks are the Writes
-//     on it (the application's goroutines, counted while they use it), the
-//     close handshake, a pending kill, and the heartbeat's timer and pings
-//     (heartbeat.go); whoever needs one starts it, and the supervisor waits
-//     for all of them when it retires the session, after which none starts.
-//     So what a Write saw is recorded before the session's end is decided.
+//   - A session's tasks: the setup (OnConnect, then the send queue), the
+//     Writes on it (the application's goroutines, counted while they use
+//     it), the close handshake, a pending kill, the heartbeat's timer and
+//     pings. Whoever needs one starts it; the supervisor waits for all of
+//     them when it retires the session, after which none starts.
+//   - The application's callbacks (the DialFunc, the dial limiter,
+//     OnConnect, the policy, OnDisconnect, the ping function) each run on
+//     a goroutine of their own, which their caller waits for, until the
+//     Conn is closed: the Conn never waits for the application's code once
+//     Close was called (callback), so Close needs no goroutine ids, and a
+//     callback that calls Close, or waits for a goroutine that does, cannot
+//     deadlock. No callback starts once Close was called.
 //
 // State, each piece with one owner:
-//   - The supervisor owns the schedules and the session it serves.
-//   - c.mu guards the state, the phase, the counters, the send queue and
-//     c.sess, through which Close and Reconnect act on the connection.
-//   - A session's end is recorded by whoever sees it (session.mu) and
-//     decided once, by session.endErr.
+//   - c.mu guards the state, c.sess, the send queue, the counters, and what
+//     each session recorded of its end.
+//   - The supervisor owns the schedules.
 //   - The inbox (Read's messages) has its own lock and belongs to the Conn,
 //     so what a connection received stays readable after it ended.
-//
-// Close ends it all and waits for done, except while one of the
-// application's callbacks runs (the caller may be in it): Close never waits
-// for the application's own code, so it needs no goroutine ids and a
-// callback that waits for a helper calling Close cannot deadlock. No
-// callback starts once Close was called.
+//   - A session's own mechanics (its tasks, the close handshake, the kill)
+//     are under session.mu.
+type life uint8
+
+const (
+	dialing life = iota
+	settingUp
+	live
+	ending
+	waiting
+	closed
+)
+
+func (l life) String() string {
+	return [...]string{"dialing", "setting up", "live", "ending", "waiting", "closed"}[l]
+}
+
+// next[l] holds the states l may change to.
+var next = [...]uint8{
+	dialing:   1<<settingUp | 1<<waiting | 1<<closed,
+	settingUp: 1<<live | 1<<ending | 1<<closed,
+	live:      1<<ending | 1<<closed,
+	ending:    1<<waiting | 1<<closed,
+	waiting:   1<<dialing | 1<<closed,
+	closed:    0,
+}
 
 // Conn is a WebSocket connection that redials when it drops. Read and Write
 // keep working across reconnects. All methods are safe for concurrent use.
 //
 // A Conn runs one goroutine for its lifetime, which is also the reader of
-// the live connection: an idle Conn costs the same one goroutine a plain
-// coder/websocket client needs for its reader. A dial runs on a
-// short-lived goroutine of its own; the heartbeat is a timer, with a
-// goroutine only while a ping waits for its pong. Close, CloseNow and a
-// policy stop end them all; Done tells when they have.
+// the connection: an idle Conn costs the same one goroutine a plain
+// coder/websocket client needs for its reader. A dial, OnConnect and the
+// other callbacks run on short-lived goroutines of their own; the heartbeat
+// is a timer, with a goroutine only while a ping waits for its pong. Close,
+// CloseNow and a policy stop end them all; Done tells when they have.
 type Conn struct {
 	cfg  config
 	dial DialFunc
 
-	// base carries the values of Dial's ctx, never its cancellation: each
-	// attempt derives its own ctx from it and registers its cancel in
-	// cancelAttempt, which Close calls.
+	// base carries the values of Dial's ctx, never its cancellation.
 	base context.Context
+	// end ends when the Conn enters closed: every attempt's, session's
+	// and callback's ctx derives from it.
+	end    context.Context
+	cancel context.CancelFunc
 
-	closeCalled chan struct{} // closed by the first Close or CloseNow, under mu
 	done        chan struct{} // closed when the supervisor has returned
-	readStop    chan struct{} // closed with the first of closeCalled and the Conn's end: Read stops waiting
 	first       chan error    // the outcome of the first connection, for Dial
-
-	// ended ends when Close is called: the ctx of waits that only Close
-	// bounds (the dial limiter).
-	ended context.Context
-	end   context.CancelFunc
+	closeCalled atomic.Bool   // Close or CloseNow was called (set under mu)
 
 	inbox inbox
-	cur   atomic.Pointer[session] // the live session, for Write's fast path
+	cur   atomic.Pointer[session] // the live session, for Write's fast path; set and cleared by to
 
-	mu            sync.Mutex
-	state         State
-	phase         phase
-	sess          *session           // the session set up or served, in phaseConnecting and phaseLive
-	changed       chan struct{}      // closed and replaced on every change of state
-	cancelAttempt context.CancelFunc // of the dial or OnConnect under way
-	wake          chan struct{}      // Reconnect wakes the supervisor's wait (cap 1)
-	wakeNow       bool               // a Reconnect cuts the coming wait short
-	callbacks     int                // the application's callbacks running now
-	stopErr       error              // why the Conn ended when the policy stopped it
-	closeErr      error              // the close handshake's error, for Close
-	firstSent     bool
-	queue         []message // the send queue (WithSendQueue), oldest first
-	unsent        error     // an *UnsentError once the Conn has ended with a queue
-	counts        counts    // for Stats
+	mu        sync.Mutex
+	life      life
+	sess      *session      // from settingUp until the supervisor has retired it
+	changed   chan struct{} // closed and replaced on every change of state
+	wake      chan struct{} // cuts the supervisor's wait short (cap 1)
+	wakeNow   bool          // a Reconnect asked for no wait before the next dial
+	stopErr   error         // why the Conn ended, when the policy stopped it
+	closeErr  error         // the close handshake's error, for Close
+	firstSent bool
+	queue     []message // the send queue (WithSendQueue), oldest first
+	unsent    error     // an *UnsentError once the Conn has ended with a queue
+	counts    counts    // for Stats
 }
 
 // Dial starts a Conn and returns once its first connection is up (after
 // OnConnect). Transient failures before that are retried on the schedules,
 // bounded by ctx; a failure the policy stops on (a 401, a 1008) is returned
 // at once as a *StopError. ctx bounds only the first connection, as with
-// websocket.Dial; later reconnects run until Close.
+// websocket.Dial; later reconnects run until Close. Dial returns when ctx
+// ends, whatever a callback of the application is doing (see Close).
 func Dial(ctx context.Context, dial DialFunc, opts ...Option) (*Conn, error) {
 	if dial == nil {
 		return nil, fmt.Errorf("%w: nil DialFunc", ErrInvalidOption)
@@ -167,31 +202,34 @@ func Dial(ctx context.Context, dial DialFunc, opts ...Option) (*Conn, error) {
 		return nil, err
 	}
 	c := &Conn{
-		cfg:         cfg,
-		dial:        dial,
-		base:        context.WithoutCancel(ctx),
-		closeCalled: make(chan struct{}),
-		done:        make(chan struct{}),
-		readStop:    make(chan struct{}),
-		first:       make(chan error, 1),
-		inbox:       newInbox(),
-		changed:     make(chan struct{}),
-		wake:        make(chan struct{}, 1),
+		cfg:     cfg,
+		dial:    dial,
+		base:    context.WithoutCancel(ctx),
+		done:    make(chan struct{}),
+		first:   make(chan error, 1),
+		inbox:   newInbox(),
+		changed: make(chan struct{}),
+		wake:    make(chan struct{}, 1),
 	}
-	c.ended, c.end = context.WithCancel(c.base)
+	c.end, c.cancel = context.WithCancel(c.base)
 	c.counts.downSince = time.Now()
 	go c.run()
 
 	select {
 	case err := <-c.first:
-		if err != nil {
-			<-c.done
-			return nil, err
+		if err == nil {
+			return c, nil
 		}
-		return c, nil
+		// OnDisconnect is told of the failure before Dial returns it,
+		// unless ctx ends first.
+		select {
+		case <-c.done:
+		case <-ctx.Done():
+			_ = c.CloseNow()
+		}
+		return nil, err
 	case <-ctx.Done():
 		_ = c.CloseNow()
-		<-c.done
 		err := fmt.Errorf("wsreconnect: dial: %w", context.Cause(ctx))
 		if last := c.Stats().LastDisconnect; last.Attempt > 0 {
 			err = fmt.Errorf("%w; last attempt: %s", err, last.what())
@@ -206,19 +244,15 @@ func Dial(ctx context.Context, dial DialFunc, opts ...Option) (*Conn, error) {
 // is gone. ctx bounds this call only: when it ends, Read returns its error
 // and the connection is unaffected. After Close or CloseNow, Read returns
 // ErrClosed, even when messages were still buffered. After the policy
-// stopped, Read returns the messages that had arrived, then a *StopError.
+// stopped, Read returns the messages that had arrived, then a *StopError
+// (also once Close has been called since).
 //
 // The Conn reads ahead a few messages; while they wait for Read the
 // connection is not read, so a peer's pong cannot be seen and the
 // heartbeat pauses. Call Read for as long as the server may send data.
 func (c *Conn) Read(ctx context.Context) (websocket.MessageType, []byte, error) {
-	if c.isClosing() {
-		return 0, nil, ErrClosed
-	}
-	m, ok, err := c.inbox.take(ctx, c.readStop)
+	m, ok, err := c.inbox.take(ctx, c.end.Done())
 	switch {
-	case c.isClosing():
-		return 0, nil, ErrClosed
 	case err != nil:
 		return 0, nil, err
 	case !ok:
@@ -231,28 +265,40 @@ func (c *Conn) Read(ctx context.Context) (websocket.MessageType, []byte, error) 
 // for the next connection, bounded by ctx. It returns nil only when the whole
 // message was written to a live connection; otherwise an error, and the
 // message may or may not have reached the peer. A ctx that has already
-// ended is an error at once, and costs no connection.
+// ended is an error at once, and costs no connection (with a send queue
+// too: nothing is queued).
 //
 // ctx is passed to websocket.Conn.Write: if it ends while the message is
 // being written, coder/websocket closes that connection (a half-written
 // frame cannot be taken back) and the Conn reconnects.
 func (c *Conn) Write(ctx context.Context, typ websocket.MessageType, p []byte) error {
 	if s := c.cur.Load(); s != nil {
-		return s.write(ctx, typ, p)
+		if err := s.write(ctx, typ, p); err != errSessionEnded {
+			return err
+		}
 	}
 	for {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("wsreconnect: write: %w", err)
+		}
 		c.mu.Lock()
-		s, ch, state := c.sess, c.changed, c.state
-		c.mu.Unlock()
-		if state == StateClosed {
+		s, ch := c.sess, c.changed
+		switch {
+		case c.life == closed:
+			c.mu.Unlock()
 			return c.endErr()
+		case c.life == live:
+			c.mu.Unlock()
+			if err := s.write(ctx, typ, p); err != errSessionEnded {
+				return err
+			}
+			continue
+		case c.cfg.sendQueue > 0:
+			err := c.enqueueLocked(typ, p)
+			c.mu.Unlock()
+			return err
 		}
-		if state == StateConnected && !s.ended.Load() {
-			return s.write(ctx, typ, p)
-		}
-		if c.cfg.sendQueue > 0 {
-			return c.enqueue(ctx, typ, p)
-		}
+		c.mu.Unlock()
 		select {
 		case <-ch:
 		case <-ctx.Done():
@@ -263,22 +309,30 @@ func (c *Conn) Write(ctx context.Context, typ websocket.MessageType, p []byte) e
 
 // Close ends the Conn: it closes the current connection with a close
 // handshake carrying code and reason, stops reconnecting, and returns once
-// every goroutine of the Conn has ended. The handshake follows
-// websocket.Conn.Close, which waits up to 5 s for the write and 5 s for the
-// peer's close frame; CloseNow, called meanwhile or instead, cuts it short.
+// every goroutine of the Conn has ended. The handshake waits up to 10 s
+// for the peer's answer (coder/websocket's bounds: 5 s to write, 5 s for
+// the answer); CloseNow, called meanwhile or instead, cuts it short.
 // Blocked Read and Write calls return ErrClosed; no callback starts once
-// Close was called. Close is idempotent.
+// Close was called. Close is idempotent. It returns an *UnsentError when
+// queued messages were never sent (see WithSendQueue).
+//
+// A close frame goes only to a live connection: one still in OnConnect, or
+// writing the send queue, is closed without one; one that Reconnect is
+// dropping keeps its 1000 "reconnecting", and Close waits for that
+// handshake instead. messages that arrive after the close frame was sent
+// may be discarded, as in any close handshake.
 //
 // code must be one a close frame may carry (1000-1003, 1007-1014,
 // 3000-4999) and reason at most 123 bytes of UTF-8; otherwise the Conn is
 // closed as by CloseNow and Close returns an error saying why.
 //
-// Close never waits for the application's own code: called while a
-// callback (the DialFunc, OnConnect, OnDisconnect, the policy, the ping
-// function, the dial limiter) is running, possibly from inside it, Close
-// returns once it has stopped everything else, and the Conn ends as soon
-// as that callback returns (Done is closed then). A connection still in
-// OnConnect, or writing the send queue, is closed without a close frame.
+// Close never waits for the application's own code: a callback (the
+// DialFunc, OnConnect, OnDisconnect, the policy, the ping function, the
+// dial limiter) that is running when Close is called, or that calls Close
+// itself, is left to return on its own: its ctx, if it has one, has ended,
+// and what it returns is discarded (a connection the DialFunc returns
+// late is closed). Done is closed when the Conn's own goroutines have
+// ended, which does not wait for such a callback either.
 func (c *Conn) Close(code websocket.StatusCode, reason string) error {
 	if err := validCloseFrame(code, reason); err != nil {
 		return errors.Join(err, c.shutdown(false, 0, ""))
@@ -289,43 +343,37 @@ func (c *Conn) Close(code websocket.StatusCode, reason string) error {
 // CloseNow ends the Conn at once, without a close handshake (or cutting
 // short one that Close started): it stops reconnecting, closes the current
 // connection and returns once every goroutine of the Conn has ended (see
-// Close for calls during a callback). It is idempotent.
+// Close about the application's callbacks). It is idempotent.
 func (c *Conn) CloseNow() error {
 	return c.shutdown(false, 0, "")
 }
 
 func (c *Conn) shutdown(graceful bool, code websocket.StatusCode, reason string) error {
 	c.mu.Lock()
-	first := !c.isClosing()
+	first := !c.closeCalled.Load()
+	from, s := c.life, c.sess
 	if first {
-		close(c.closeCalled)
-		c.stopReads()
-		signal(c.wake)
-	}
-	s, ph, cancel := c.sess, c.phase, c.cancelAttempt
-	inCallback := c.callbacks > 0
-	c.mu.Unlock()
-	if first {
-		c.end()
+		c.closeCalled.Store(true)
 		c.inbox.drop()
-		if cancel != nil {
-			cancel()
+		if from != closed {
+			c.to(closed, s)
 		}
 	}
-	if s != nil {
-		if first && graceful && ph == phaseLive && !s.ended.Load() {
-			s.closeHandshake(code, reason, closeGrace)
-		} else if !graceful {
-			s.kill()
-		}
-	}
-	if inCallback {
-		return nil
+	c.mu.Unlock()
+	switch {
+	case s == nil:
+	case first && graceful && from == live:
+		s.closeHandshake(code, reason, closeGrace)
+	case graceful && (from == ending || !first):
+		// A handshake under way (a Reconnect's, or an earlier Close's)
+		// keeps its close frame; a drain ends within its grace.
+	default:
+		s.kill()
 	}
 	<-c.done
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if first && graceful && c.closeErr != nil {
+	if first && graceful && from == live && c.closeErr != nil {
 		// The handshake this Close started failed (or CloseNow cut it).
 		return errors.Join(fmt.Errorf("wsreconnect: close: %w", c.closeErr), c.unsent)
 	}
@@ -337,17 +385,16 @@ func (c *Conn) shutdown(graceful bool, code websocket.StatusCode, reason string)
 // message that says "reconnect". It returns at once: it waits neither for
 // the close handshake nor for the new connection.
 //
-//   - A live connection is closed with a close frame, 1000 "reconnecting"
-//     (the one code the browser's API also allows), after at most 1 s for
-//     the server's answer. Messages it received before stay readable; as in
-//     any close handshake, those that arrive after it sent the close frame
-//     may be discarded. Its end is reported to OnDisconnect once, with Err
-//     wrapping ErrReconnectRequested, Decision Retry, Reconnect true and
-//     Delay 0; the policy is not consulted.
-//   - During the wait before the next attempt (and from OnDisconnect, for
-//     the wait the Disconnect announces), it cuts the wait short.
-//   - From OnConnect, or while the send queue is written, the connection
-//     being set up is dropped the same way once OnConnect returns.
+//   - A connection that is up, or being set up (in OnConnect, or writing the
+//     send queue), is dropped at once, with a close frame, 1000
+//     "reconnecting" (the one code the browser's API also allows), after
+//     at most 1 s for the server's answer. Messages it received before stay
+//     readable; as in any close handshake, those that arrive after it sent
+//     the close frame may be discarded. Its end is reported to OnDisconnect
+//     once, with Err wrapping ErrReconnectRequested, Decision Retry,
+//     Reconnect true and Delay 0; the policy is not consulted.
+//   - While a connection is being dropped, during the wait before the next
+//     attempt, and from OnDisconnect, it cuts that wait short.
 //   - While a dial is under way, it does nothing: that dial is the new
 //     connection. After the Conn has ended, it does nothing.
 //
@@ -358,60 +405,34 @@ func (c *Conn) shutdown(graceful bool, code websocket.StatusCode, reason string)
 // makes a dial loop without backoff; WithDialLimiter bounds it.
 func (c *Conn) Reconnect() {
 	c.mu.Lock()
-	s, ph, connects := c.sess, c.phase, c.counts.connects
-	switch ph {
-	case phaseConnecting:
-		s.markReconnect()
-		s = nil
-	case phaseLive:
-	case phaseWaiting:
-		c.wakeNow = true
-		signal(c.wake)
-		s = nil
-	default:
-		s = nil
-	}
-	c.mu.Unlock()
-	if s == nil {
+	switch s := c.sess; c.life {
+	case settingUp, live:
+		s.requested = true
+		c.to(ending, s)
+		c.mu.Unlock()
+		s.closeHandshake(websocket.StatusNormalClosure, "reconnecting", reconnectGrace)
 		return
-	}
-	if s.markReconnect() {
-		s.reconnect()
-		return
-	}
-	// It ended on its own a moment ago: cut the wait after it instead,
-	// unless a newer connection is up by now, which answers the call.
-	if testHookReconnectEnded != nil {
-		testHookReconnectEnded()
-	}
-	c.mu.Lock()
-	if c.counts.connects == connects && (c.phase == phaseLive || c.phase == phaseWaiting) {
+	case ending, waiting:
 		c.wakeNow = true
 		signal(c.wake)
 	}
 	c.mu.Unlock()
 }
 
-// testHookReconnectEnded, if set, runs when Reconnect finds that the
-// connection had already ended.
-var testHookReconnectEnded func()
-
 // Done returns a channel that is closed once the Conn has ended (Close,
-// CloseNow or a policy stop) and all its goroutines are gone.
+// CloseNow or a policy stop) and all its goroutines are gone (see Close
+// about the application's callbacks).
 func (c *Conn) Done() <-chan struct{} { return c.done }
 
-// Err returns nil while the Conn runs; once Close or CloseNow was called,
-// ErrClosed; once the policy stopped it, the *StopError, as Read does.
+// Err returns nil while the Conn runs; once it has ended, why: the
+// *StopError when the policy stopped it (also after a later Close or
+// CloseNow, as in a deferred CloseNow), else ErrClosed (from the moment
+// Close or CloseNow was called). Read and Write return the same.
 func (c *Conn) Err() error {
-	if c.isClosing() {
-		return ErrClosed
-	}
-	select {
-	case <-c.done:
-		return c.endErr()
-	default:
+	if c.end.Err() == nil {
 		return nil
 	}
+	return c.endErr()
 }
 
 // Subprotocol returns the subprotocol negotiated by the live connection,
@@ -423,15 +444,142 @@ func (c *Conn) Subprotocol() string {
 	return ""
 }
 
-// State returns the connection state at this instant: StateClosed as
-// soon as Close or CloseNow has been called.
+// State returns the connection state at this instant: StateConnected only
+// while a connection serves Read and Write (after OnConnect and the send
+// queue; no longer once Reconnect was called), StateClosed as soon as Close
+// or CloseNow has been called.
 func (c *Conn) State() State {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.isClosing() {
+	return c.life.public()
+}
+
+func (l life) public() State {
+	switch l {
+	case live:
+		return StateConnected
+	case closed:
 		return StateClosed
 	}
-	return c.state
+	return StateConnecting
+}
+
+// to changes the state to n, and does what entering n means. s is the
+// session of settingUp (the one set up), ending (the one that ends) and
+// closed (the one Close drops, if any). c.mu must be held. A change from
+// closed is ignored (it reports false): Close may come first at any time.
+// Any other change the table does not allow is a bug in this package.
+func (c *Conn) to(n life, s *session) bool {
+	from := c.life
+	if from == closed {
+		return false
+	}
+	if next[from]&(1<<n) == 0 {
+		panic(fmt.Sprintf("wsreconnect: internal error: %v → %v", from, n))
+	}
+	c.life = n
+	switch n {
+	case dialing:
+		// A Reconnect from before this attempt is answered by it.
+		c.wakeNow = false
+		select {
+		case <-c.wake:
+		default:
+		}
+	case settingUp:
+		c.sess = s
+	case live:
+		s.wentLive = true
+		s.outage = c.counts.connectedLocked(time.Now())
+		c.counts.attempt = c.counts.dials
+		c.cur.Store(s)
+		c.sendFirst(nil)
+	case ending:
+		s.end()
+		c.cur.CompareAndSwap(s, nil)
+		if from == live {
+			c.counts.downSince = time.Now()
+		}
+	case waiting:
+		c.sess = nil
+	case closed:
+		c.cur.Store(nil)
+		if s != nil {
+			s.end()
+		}
+		if n := len(c.queue); n > 0 {
+			c.unsent = &UnsentError{Count: n}
+			c.queue = nil
+		}
+		if !c.counts.downSince.IsZero() {
+			c.counts.downtime += time.Since(c.counts.downSince)
+			c.counts.downSince = time.Time{}
+		}
+		c.sendFirst(ErrClosed)
+		c.cancel()
+		signal(c.wake)
+	}
+	close(c.changed)
+	c.changed = make(chan struct{})
+	return true
+}
+
+// sendFirst tells Dial the outcome of the first connection, once. c.mu
+// must be held.
+func (c *Conn) sendFirst(err error) {
+	if !c.firstSent {
+		c.firstSent = true
+		if err == ErrClosed && c.stopErr != nil {
+			err = c.stopErr
+		}
+		c.first <- err
+	}
+}
+
+// endErr is the error Read, Write and Err return once the Conn has ended.
+func (c *Conn) endErr() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.stopErr != nil {
+		return c.stopErr
+	}
+	return ErrClosed
+}
+
+// isClosed reports whether the Conn has entered closed.
+func (c *Conn) isClosed() bool { return c.end.Err() != nil }
+
+// callback runs fn, the application's code, on a goroutine of its own and
+// waits for it to return, or for the Conn to be closed: the Conn never
+// waits for the application's code once it is closed. ok is false when
+// the Conn was closed first: fn may still be running, and what it returns
+// is then given to discard (if not nil), not to the caller. fn does not
+// start once the Conn is closed, and once callback has returned, fn has
+// started or never will.
+func callback[T any](c *Conn, fn func() T, discard func(T)) (v T, ok bool) {
+	if c.isClosed() {
+		return v, false
+	}
+	result := make(chan T) // unbuffered: fn's result is either taken or discarded
+	entered := make(chan struct{})
+	go func() {
+		close(entered)
+		r := fn()
+		select {
+		case result <- r:
+		case <-c.end.Done():
+			if discard != nil {
+				discard(r)
+			}
+		}
+	}()
+	<-entered
+	select {
+	case v = <-result:
+		return v, true
+	case <-c.end.Done():
+		return v, false
+	}
 }
 
 func validCloseFrame(code websocket.StatusCode, reason string) error {
@@ -448,61 +596,4 @@ func validCloseFrame(code websocket.StatusCode, reason string) error {
 		return errors.New("wsreconnect: close reason is not valid UTF-8; closed without a close frame")
 	}
 	return nil
-}
-
-func (c *Conn) isClosing() bool {
-	select {
-	case <-c.closeCalled:
-		return true
-	default:
-		return false
-	}
-}
-
-// endErr is the error Read and Write return once the Conn has ended.
-func (c *Conn) endErr() error {
-	if c.isClosing() {
-		return ErrClosed
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.stopErr != nil {
-		return c.stopErr
-	}
-	return ErrClosed
-}
-
-// callback runs fn, the application's code, counted so that Close does
-// not wait for it. It reports false, without running fn, once Close was
-// called.
-func (c *Conn) callback(fn func()) bool {
-	c.mu.Lock()
-	if c.isClosing() {
-		c.mu.Unlock()
-		return false
-	}
-	c.callbacks++
-	c.mu.Unlock()
-	defer func() {
-		c.mu.Lock()
-		c.callbacks--
-		c.mu.Unlock()
-	}()
-	fn()
-	return true
-}
-
-// stopReads makes Reads stop waiting (once). c.mu must be held.
-func (c *Conn) stopReads() {
-	select {
-	case <-c.readStop:
-	default:
-		close(c.readStop)
-	}
-}
-
-// broadcastLocked wakes every Write waiting for a change. c.mu must be held.
-func (c *Conn) broadcastLocked() {
-	close(c.changed)
-	c.changed = make(chan struct{})
 }

@@ -34,7 +34,9 @@ type Disconnect struct {
 	// Uptime is how long the connection was up; 0 for a failed attempt.
 	Uptime time.Duration
 	// Attempt counts the consecutive failures since the last stable
-	// connection (see WithStableUptime), this one included: 1, 2, 3, …
+	// connection (see WithStableUptime), this one included: 1, 2, 3, …;
+	// the end of a stable connection is 1. The n-th consecutive failure
+	// waits in the schedule's n-th window.
 	Attempt int
 	// Decision is what the policy decided.
 	Decision Decision

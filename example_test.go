@@ -213,6 +213,65 @@ func ExampleWithOnConnect() {
 	// subscribed 2 times
 }
 
+// OnConnect can wait for the server's answer with ReadOnConnect: here the
+// server expects a token first, answers "welcome" (or closes with 1008),
+// then streams. OnConnect never reads ws itself: the Conn reads it, and
+// hands OnConnect what arrives while it runs; what it does not read goes
+// on to Read.
+func ExampleReadOnConnect() {
+	url, httpClient, stop := testServer(func(_ int, w http.ResponseWriter, r *http.Request) {
+		ws, err := websocket.Accept(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer ws.CloseNow()
+		ctx := r.Context()
+		if _, p, err := ws.Read(ctx); err != nil || string(p) != "token s3cret" {
+			ws.Close(websocket.StatusPolicyViolation, "bad token")
+			return
+		}
+		ws.Write(ctx, websocket.MessageText, []byte("welcome"))
+		ws.Write(ctx, websocket.MessageText, []byte("price 42"))
+		<-ws.CloseRead(ctx).Done()
+	})
+	defer stop()
+
+	ctx := context.Background()
+	c, err := wsreconnect.Dial(ctx,
+		func(ctx context.Context) (*websocket.Conn, *http.Response, error) {
+			return websocket.Dial(ctx, url, &websocket.DialOptions{HTTPClient: httpClient})
+		},
+		wsreconnect.WithOnConnect(func(ctx context.Context, ws *websocket.Conn) error {
+			if err := ws.Write(ctx, websocket.MessageText, []byte("token s3cret")); err != nil {
+				return err
+			}
+			_, p, err := wsreconnect.ReadOnConnect(ctx)
+			if err != nil {
+				return err // a close frame (1008 "bad token") is classified by its code
+			}
+			if string(p) != "welcome" {
+				return fmt.Errorf("unexpected answer %q", p)
+			}
+			fmt.Println("authenticated")
+			return nil
+		}),
+	)
+	if err != nil {
+		fmt.Println("dial:", err)
+		return
+	}
+	defer c.CloseNow()
+	_, p, err := c.Read(ctx)
+	if err != nil {
+		fmt.Println("read:", err)
+		return
+	}
+	fmt.Println(string(p))
+	// Output:
+	// authenticated
+	// price 42
+}
+
 // OnDisconnect reports every lost connection and failed attempt, with the
 // decision taken and, when a retry follows, the delay before it (left out
 // here: it is random). This server drops the TCP connection, then answers

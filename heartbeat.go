@@ -208,7 +208,7 @@ func (hb *heartbeat) checkLocked(now time.Time) (dead bool, probe func()) {
 	}
 	if hb.probe.on {
 		if hb.probe.failed || now.Sub(hb.probe.sent) >= hb.timeout {
-			return !s.c.isClosing(), nil
+			return !s.c.closeCalled.Load(), nil
 		}
 		hb.arm(now, hb.probe.sent.Add(hb.timeout).Sub(now))
 		return false, nil
@@ -253,7 +253,7 @@ func (hb *heartbeat) newProbe(now time.Time) func() {
 		var err error
 		if hb.pingFunc != nil {
 			ctx, cancel := context.WithTimeout(hb.ctx, hb.timeout)
-			s.c.callback(func() { err = hb.pingFunc(ctx, s.ws) })
+			err, _ = callback(s.c, func() error { return hb.pingFunc(ctx, s.ws) }, nil)
 			cancel()
 			// Its answer is whatever arrives next: evidence, not a pong.
 		} else {
@@ -327,13 +327,11 @@ func (hb *heartbeat) marker() {
 
 // die closes the connection of a session the heartbeat found dead.
 func (s *session) die(err error) {
-	s.mu.Lock()
-	if s.ended.Load() {
-		s.mu.Unlock()
-		return
+	if s.c.ends(s, func() {
+		if !s.ended.Load() {
+			s.death = err
+		}
+	}) {
+		s.kill()
 	}
-	s.death = err
-	s.mu.Unlock()
-	s.end()
-	s.kill()
 }

@@ -257,3 +257,36 @@ func TestHeartbeatCountsFromLastFrame(t *testing.T) {
 		}
 	})
 }
+
+// A peer that never answers our pings but pings us (a heartbeat in one
+// direction, which RFC 6455 §5.5.3 allows) is alive: its pings are signs of
+// life, as WithHeartbeat says of any frame. (Only data and pongs counted:
+// the peer was found dead after interval + timeout.)
+func TestHeartbeatCountsPeerPings(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		pinger := wstest.Step{NoPong: true, Serve: func(ctx context.Context, ws *websocket.Conn) {
+			ws.CloseRead(ctx)
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(500 * time.Millisecond):
+				}
+				pctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+				ws.Ping(pctx) // the client answers; the answer is not the point
+				cancel()
+			}
+		}}
+		srv := wstest.NewServer(pinger)
+		defer srv.Close()
+		rec := &recorder{}
+		c := mustDial(t, srv.PipeDial(), rec.option(), WithHeartbeat(time.Second, time.Second))
+		time.Sleep(time.Minute)
+		if ds := rec.all(); len(ds) != 0 {
+			t.Fatalf("disconnects %v; the peer pinged every 500 ms", ds)
+		}
+		if s := c.State(); s != StateConnected {
+			t.Fatalf("state %v", s)
+		}
+	})
+}

@@ -8,11 +8,16 @@ package wsreconnect
 import (
 	"context"
 	"errors"
+	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -285,4 +290,242 @@ func TestCloseFromPolicyReturns(t *testing.T) {
 			t.Fatalf("state %v, %d attempts, disconnects %v", c.State(), srv.Attempts.Load(), rec.all())
 		}
 	})
+}
+
+// Close made while a dial is under way (the DialFunc, another goroutine's
+// callback, waits on its ctx) returns the messages that were never sent,
+// with Done closed: a callback running elsewhere is no reason to return
+// early. (It used to return nil at once, the unsent count lost.)
+func TestCloseDuringDialReportsUnsentMessages(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := wstest.NewServer(wstest.Drop(), wstest.Echo())
+		defer srv.Close()
+		pipe := srv.PipeDial()
+		dialing := make(chan struct{})
+		var calls atomic.Int32
+		dial := func(ctx context.Context) (*websocket.Conn, *http.Response, error) {
+			if calls.Add(1) == 2 {
+				close(dialing)
+				<-ctx.Done()
+				return nil, nil, ctx.Err()
+			}
+			return pipe(ctx)
+		}
+		c := mustDial(t, dial, WithSendQueue(4), WithHeartbeat(0, 0))
+		synctest.Wait() // dropped; the Conn waits before the next dial
+		for range 2 {
+			if err := c.Write(t.Context(), websocket.MessageText, []byte("queued")); err != nil {
+				t.Fatalf("queued Write: %v", err)
+			}
+		}
+		<-dialing
+		err := c.Close(websocket.StatusNormalClosure, "")
+		var ue *UnsentError
+		if !errors.As(err, &ue) || ue.Count != 2 {
+			t.Fatalf("Close during a dial: %v, want an *UnsentError of 2", err)
+		}
+		select {
+		case <-c.Done():
+		default:
+			t.Fatal("Close returned before Done was closed")
+		}
+	})
+}
+
+// A Write waiting for a connection returns ErrClosed as soon as Close is
+// called, even while a callback runs: here OnDisconnect waits for that
+// very Write. (Only the end of the supervisor woke it, after the callback
+// had returned: the callback waited for ever.)
+func TestBlockedWriteReturnsAtCloseWhileCallbackRuns(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := wstest.NewServer(wstest.Drop(), wstest.Echo())
+		defer srv.Close()
+		inCallback := make(chan struct{})
+		wrote := make(chan error, 1)
+		var once sync.Once
+		c := mustDial(t, srv.PipeDial(), WithHeartbeat(0, 0), WithOnDisconnect(func(Disconnect) {
+			once.Do(func() {
+				close(inCallback)
+				select {
+				case err := <-wrote: // the application's writer must be done first
+					wrote <- err
+				case <-time.After(time.Minute):
+				}
+			})
+		}))
+		<-inCallback
+		go func() { wrote <- c.Write(context.Background(), websocket.MessageText, []byte("blocked")) }()
+		synctest.Wait() // the Write waits for a connection
+		start := time.Now()
+		c.CloseNow()
+		select {
+		case err := <-wrote:
+			if !errors.Is(err, ErrClosed) || time.Since(start) != 0 {
+				t.Fatalf("the blocked Write returned %v after %v, want ErrClosed at once", err, time.Since(start))
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("the blocked Write did not return at Close")
+		}
+	})
+}
+
+// After Close has returned, a Write is ErrClosed and nothing reaches the
+// server, also when Close was made while the ping function ran. (Close
+// returned early then, and the live connection still took Writes.)
+func TestWriteAfterCloseFailsWhilePingFuncRuns(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var got atomic.Int32
+		counter := wstest.Step{Serve: func(ctx context.Context, ws *websocket.Conn) {
+			for {
+				if _, _, err := ws.Read(ctx); err != nil {
+					return
+				}
+				got.Add(1)
+			}
+		}}
+		srv := wstest.NewServer(counter)
+		defer srv.Close()
+		pinging, release := make(chan struct{}), make(chan struct{})
+		var once sync.Once
+		c := mustDial(t, srv.PipeDial(), WithHeartbeat(time.Second, time.Second),
+			WithPingFunc(func(ctx context.Context, ws *websocket.Conn) error {
+				once.Do(func() { close(pinging) })
+				<-release // the application's ping takes its time, whatever ctx says
+				return nil
+			}))
+		defer close(release)
+		<-pinging
+		if err := c.CloseNow(); err != nil {
+			t.Fatalf("CloseNow: %v", err)
+		}
+		if err := c.Write(t.Context(), websocket.MessageText, []byte("after")); !errors.Is(err, ErrClosed) {
+			t.Fatalf("Write after CloseNow: %v, want ErrClosed", err)
+		}
+		synctest.Wait()
+		if n := got.Load(); n != 0 {
+			t.Fatalf("the server received %d messages after CloseNow", n)
+		}
+	})
+}
+
+// Dial returns when its ctx ends, whatever the application's callbacks are
+// doing: OnDisconnect taking its time, or a DialFunc that ignores its ctx.
+// (Dial used to wait for them: 30 s for a 1 s ctx, or for ever.)
+func TestDialReturnsWhenItsContextEnds(t *testing.T) {
+	t.Run("OnDisconnect runs", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			srv := wstest.NewServer(wstest.Reject(503, ""))
+			defer srv.Close()
+			ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+			defer cancel()
+			start := time.Now()
+			c, err := Dial(ctx, srv.PipeDial(), WithOnDisconnect(func(Disconnect) { time.Sleep(30 * time.Second) }))
+			if c != nil || !errors.Is(err, context.DeadlineExceeded) || time.Since(start) != time.Second {
+				t.Fatalf("Dial: %v after %v, want DeadlineExceeded after 1s", err, time.Since(start))
+			}
+			time.Sleep(time.Minute) // OnDisconnect, left to itself, returns
+		})
+	})
+	t.Run("DialFunc ignores its ctx", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			release := make(chan struct{})
+			defer close(release)
+			dial := func(context.Context) (*websocket.Conn, *http.Response, error) {
+				<-release
+				return nil, nil, errors.New("late")
+			}
+			ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+			defer cancel()
+			start := time.Now()
+			done := make(chan error, 1)
+			go func() {
+				_, err := Dial(ctx, dial)
+				done <- err
+			}()
+			select {
+			case err := <-done:
+				if !errors.Is(err, context.DeadlineExceeded) || time.Since(start) != time.Second {
+					t.Fatalf("Dial: %v after %v, want DeadlineExceeded after 1s", err, time.Since(start))
+				}
+			case <-time.After(time.Minute):
+				t.Fatal("Dial did not return when its ctx ended")
+			}
+		})
+	})
+}
+
+// Close right after Reconnect: the connection Reconnect drops keeps its
+// close frame, 1000 "reconnecting"; Close sends none of its own, waits for
+// that handshake, and dials nothing.
+func TestCloseRightAfterReconnect(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		rec := &closeRecorder{}
+		srv := wstest.NewServer(rec.step())
+		defer srv.Close()
+		c := mustDial(t, srv.PipeDial(), WithHeartbeat(0, 0))
+		c.Reconnect()
+		if err := c.Close(4000, "bye"); err != nil {
+			t.Fatalf("Close: %v", err)
+		}
+		codes, reasons := rec.closes()
+		if len(codes) != 1 || codes[0] != websocket.StatusNormalClosure || reasons[0] != "reconnecting" {
+			t.Fatalf("the server heard %v %q, want one 1000 \"reconnecting\"", codes, reasons)
+		}
+		if a := srv.Attempts.Load(); a != 1 {
+			t.Fatalf("%d dials", a)
+		}
+	})
+}
+
+// Once the policy has stopped the Conn, Err, Read and Write keep saying
+// why, also after a later Close or CloseNow (defer c.CloseNow() is the
+// common pattern): the *StopError, not ErrClosed.
+func TestStopErrorOutlivesLaterClose(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := wstest.NewServer(wstest.CloseWith(websocket.StatusPolicyViolation, "no"))
+		defer srv.Close()
+		c := mustDial(t, srv.PipeDial())
+		<-c.Done()
+		if err := c.CloseNow(); err != nil {
+			t.Fatalf("CloseNow after the stop: %v", err)
+		}
+		var se *StopError
+		if err := c.Err(); !errors.As(err, &se) || websocket.CloseStatus(err) != websocket.StatusPolicyViolation {
+			t.Fatalf("Err after the stop and CloseNow: %v", err)
+		}
+		if _, _, err := c.Read(t.Context()); !errors.As(err, &se) {
+			t.Fatalf("Read: %v", err)
+		}
+		if err := c.Write(t.Context(), websocket.MessageText, nil); !errors.As(err, &se) {
+			t.Fatalf("Write: %v", err)
+		}
+	})
+}
+
+// What a connection's end is reported as, when several things saw it: a
+// Write whose ctx ended while it waited for the lock (the connection stays
+// healthy) is not reported for a later, unrelated end; the write error
+// that broke the connection is.
+func TestEndCauseRanking(t *testing.T) {
+	stale := fmt.Errorf("failed to acquire lock: %w", context.DeadlineExceeded)
+	broken := fmt.Errorf("write: %w", syscall.EPIPE)
+	peer := websocket.CloseError{Code: websocket.StatusPolicyViolation}
+	for _, tt := range []struct {
+		name string
+		s    *session
+		want error
+	}{
+		{"a later broken write over a stale ctx", &session{writeCtxErr: stale, writeErr: broken, readErr: net.ErrClosed}, broken},
+		{"a stale ctx alone explains a closed connection", &session{writeCtxErr: stale, readErr: net.ErrClosed}, stale},
+		{"the peer's close frame over a write error", &session{writeErr: broken, readErr: peer}, peer},
+		{"a requested reconnect over the peer's answer", &session{requested: true, readErr: peer}, ErrReconnectRequested},
+		{"OnConnect's error, which sent its close frame, over the answer", &session{setupErr: stale, setupEnded: true, readErr: peer}, stale},
+		{"the peer's close frame over OnConnect's error once the connection was gone", &session{setupErr: stale, readErr: peer}, peer},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := tt.s.cause(); !errors.Is(got, tt.want) {
+				t.Fatalf("cause %v, want %v", got, tt.want)
+			}
+		})
+	}
 }

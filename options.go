@@ -130,22 +130,31 @@ func (c *config) validate() error {
 }
 
 // WithOnConnect sets a function that runs on each new connection, before
-// Read and Write resume on it: authenticate, resubscribe. It may read and
-// write ws directly; nothing else reads ws while it runs. ctx ends after the
-// dial timeout (see WithDialTimeout) or when the Conn is closed.
+// Read and Write resume on it: authenticate, resubscribe. It writes to ws
+// directly, and reads the server's answers with ReadOnConnect(ctx): the
+// Conn reads ws from the moment it exists (so that the server's pings are
+// answered and its close frame is seen), so OnConnect must never read ws
+// itself. ctx ends after the dial timeout (see WithDialTimeout), when the
+// connection ends, or when the Conn is closed.
 //
-// An error counts as a failed attempt: the connection is dropped and the
-// policy decides, with Disconnect.Err wrapping the error. Return an error
-// that wraps a websocket.CloseError to have it classified by that code (a
+// An error counts as a failed attempt: the connection is dropped (with a
+// close frame, 1000 "OnConnect failed", or the code and reason of a
+// websocket.CloseError the error wraps) and the policy decides, with
+// Disconnect.Err wrapping the error. An error that wraps a
+// websocket.CloseError is classified by that code (a
 // websocket.CloseError{Code: websocket.StatusPolicyViolation} stops under
-// DefaultPolicy). It may call Reconnect (that connection is then dropped
-// and another dialled at once) or Close. Default: none.
+// DefaultPolicy). A connection that ends while OnConnect runs is a failed
+// attempt too, unless OnConnect returns nil. It may call Reconnect (that
+// connection is then dropped and another dialled at once) or Close.
+// Messages of a connection OnConnect fails are dropped with it. Default:
+// none.
 //
-// After it returns, the Conn owns ws: it reads it, and closes it. Keeping
-// ws is safe for calls that neither read nor close it: Subprotocol (or use
+// The Conn owns ws: it reads it, and closes it. Keeping ws is safe for
+// calls that neither read nor close it: Subprotocol (or use
 // Conn.Subprotocol), SetReadLimit, Ping, and Write (which then bypasses the
-// send queue). Never call Read, Reader, CloseRead, Close or CloseNow on it:
-// use the Conn's Read, Reconnect and Close.
+// send queue). Never call Read, Reader, CloseRead, Close or CloseNow on it,
+// in OnConnect or after: use ReadOnConnect, and the Conn's Read, Reconnect
+// and Close.
 func WithOnConnect(fn func(ctx context.Context, ws *websocket.Conn) error) Option {
 	return optionFunc(func(c *config) {
 		if fn == nil {
@@ -173,7 +182,14 @@ func ReadOnConnect(ctx context.Context) (websocket.MessageType, []byte, error) {
 	if s == nil {
 		return 0, nil, errors.New("wsreconnect: ReadOnConnect called outside OnConnect")
 	}
-	return s.ws.Read(ctx)
+	m, ok, err := s.c.inbox.takeHeld(ctx, s.ctx.Done())
+	switch {
+	case err != nil:
+		return 0, nil, fmt.Errorf("wsreconnect: ReadOnConnect: %w", err)
+	case !ok:
+		return 0, nil, s.endedErr()
+	}
+	return m.typ, m.data, nil
 }
 
 // WithOnDisconnect sets a function told of each lost connection and each
@@ -345,12 +361,15 @@ func WithPingFunc(fn func(ctx context.Context, ws *websocket.Conn) error) Option
 // WithLogger sets the logger for connects and disconnects, through
 // log/slog:
 //
-//   - "wsreconnect: connected", at Info, with attempt (1 for the first
-//     attempt after a stable connection or Dial), downtime (how long the
-//     Conn was without a connection) and subprotocol;
+//   - "wsreconnect: connected", at Info, with attempt (the number of the
+//     dial that made the connection, counted since Dial or since the last
+//     stable connection ended: 1 for the first; Stats.Attempt says the same
+//     while the connection is up), downtime (how long the Conn was without
+//     a connection) and subprotocol;
 //   - "wsreconnect: disconnected", with code, reason, http_status,
 //     retry_after, uptime (of the connection that ended; 0 for a failed
-//     attempt), attempt, decision (stop, retry, retry_overload), delay and
+//     attempt), attempt (Disconnect.Attempt), decision (stop, retry,
+//     retry_overload), delay and
 //     err: at Warn for a retry the schedules expect, at Info for a reconnect
 //     the application asked for, at Error when the Conn stops.
 //

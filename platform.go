@@ -4,6 +4,7 @@ package wsreconnect
 
 import (
 	"context"
+	"time"
 
 	"github.com/coder/websocket"
 )
@@ -13,8 +14,24 @@ import (
 const protocolPings = true
 
 // closeGrace bounds how long Close waits for the server to answer its close
-// frame; 0 leaves it to coder/websocket (5 s to write, 5 s for the answer).
-const closeGrace = 0
+// frame: coder/websocket's own bounds (5 s to write, 5 s for the answer),
+// and also the wait for the pump to finish the message it is reading.
+const closeGrace = 10 * time.Second
+
+// handshakeReads reports whether the close handshake reads the peer's
+// answer itself (coder/websocket's Close does; see session.closeHandshake).
+const handshakeReads = true
+
+// handshakeAnswered reports whether the close handshake under way has had
+// its answer: coder/websocket's Close has returned. s.mu is held.
+func (s *session) handshakeAnswered() bool {
+	select {
+	case <-s.shakeDone:
+		return true
+	default:
+		return false
+	}
+}
 
 // platform is a session's platform-specific state: none here.
 //

@@ -46,6 +46,14 @@ import (
 
 const protocolPings = false
 
+// handshakeReads is false: the browser's close() does not read; the pump
+// reads on, until the browser's close event.
+const handshakeReads = false
+
+// handshakeAnswered reports whether the close handshake under way has had
+// its answer: the pump has seen the browser's close event.
+func (s *session) handshakeAnswered() bool { return s.pumpEnded.Load() }
+
 // closeGrace bounds how long Close waits for the server to answer its
 // close frame (the browser would wait a minute).
 const closeGrace = 5 * time.Second
@@ -144,3 +152,11 @@ func valueOf[T any](f reflect.Value) (T, bool) {
 	}
 	return *(*T)(unsafe.Pointer(f.UnsafeAddr())), true
 }
+
+// messageComplete reports true: the browser hands over whole messages
+// only.
+func messageComplete(*websocket.Conn) bool { return true }
+
+// watchControlFrames does nothing: the browser answers pings itself, and
+// shows a page neither pings nor pongs.
+func watchControlFrames(*websocket.Conn, func()) {}

@@ -3,8 +3,12 @@
 package wsreconnect
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"errors"
+	"io"
+	"net"
 	"net/http"
 	"strconv"
 	"testing"
@@ -108,5 +112,89 @@ func TestReceivedMessagesReadableWhileReconnecting(t *testing.T) {
 	}
 	if st := c.State(); st != StateConnecting {
 		t.Fatalf("state %v, want connecting (waiting out the Retry-After)", st)
+	}
+}
+
+// A message cut off by the connection's end is never delivered, wherever
+// the cut falls: here the peer announces 8 KiB and dies after the header,
+// or after 512, 1024 or 2048 bytes, where the pump's reads begin (its
+// buffer starts at 512 bytes and doubles). coder/websocket v1.8.15 reports
+// an EOF there as the end of the message (see coderinternal.go); Read
+// used to return "" or the first bytes as a whole message.
+func TestReadNeverReturnsMessageCutOffByDrop(t *testing.T) {
+	for _, cut := range []int{0, 1, 512, 1024, 2048, 3000} {
+		t.Run(strconv.Itoa(cut), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				cutOff := wstest.Step{Raw: func(ctx context.Context, conn net.Conn) {
+					conn.Write(serverFrameHeader(true, byte(websocket.MessageBinary), 8<<10))
+					if cut > 0 {
+						conn.Write(bytes.Repeat([]byte{'x'}, cut))
+					}
+				}}
+				srv := wstest.NewServer(cutOff, wstest.Send(1, nil))
+				defer srv.Close()
+				rec := &recorder{}
+				c := mustDial(t, srv.PipeDial(), rec.option(), WithHeartbeat(0, 0))
+				if got := readString(t, c); got != "0" {
+					t.Fatalf("read %d bytes %.20q; want the next connection's message, \"0\"", len(got), got)
+				}
+				if ds := rec.all(); len(ds) != 1 || ds[0].Code != websocket.StatusAbnormalClosure || !errors.Is(ds[0].Err, io.ErrUnexpectedEOF) {
+					t.Fatalf("disconnects %v, want one 1006 for the cut message", ds)
+				}
+			})
+		})
+	}
+}
+
+// Reconnect while a large message trickles in does not cut it: the close
+// handshake takes over reading only once the pump has finished the
+// message (before, coder/websocket's Close read from under the pump, which
+// then delivered the first part as a whole message). The message arrives
+// whole, or not at all.
+func TestReconnectDuringMessageNeverCutsIt(t *testing.T) {
+	for _, total := range []time.Duration{200 * time.Millisecond, 3 * time.Second} {
+		t.Run(total.String(), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				const size, pieces = 64 << 10, 32
+				started := make(chan struct{})
+				trickle := wstest.Step{Raw: func(ctx context.Context, conn net.Conn) {
+					conn.Write(serverFrameHeader(true, byte(websocket.MessageBinary), size))
+					for i := range pieces {
+						if _, err := conn.Write(bytes.Repeat([]byte{byte('a' + i%26)}, size/pieces)); err != nil {
+							return
+						}
+						if i == 0 {
+							close(started)
+						}
+						time.Sleep(total / pieces)
+					}
+					br := bufio.NewReader(conn)
+					for { // answer the close frame
+						if _, op, p, err := readClientFrame(br); err != nil || op == 0x8 && writeServerFrame(conn, 0x8, p) != nil || op == 0x8 {
+							return
+						}
+					}
+				}}
+				srv := wstest.NewServer(trickle, wstest.Send(1, nil))
+				defer srv.Close()
+				c := mustDial(t, noReadLimit(srv.PipeDial()), WithHeartbeat(0, 0))
+				<-started
+				c.Reconnect()
+				ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+				defer cancel()
+				for {
+					_, p, err := c.Read(ctx)
+					if err != nil {
+						t.Fatalf("Read: %v", err)
+					}
+					if string(p) == "0" {
+						return // the next connection's
+					}
+					if len(p) != size || p[size-1] != byte('a'+(pieces-1)%26) {
+						t.Fatalf("read a message of %d bytes, not the whole %d sent", len(p), size)
+					}
+				}
+			})
+		})
 	}
 }

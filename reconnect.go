@@ -15,16 +15,16 @@ import (
 	"github.com/coder/websocket"
 )
 
-// run is the supervisor: the one goroutine per Conn that dials, serves each
-// connection until it ends, classifies the end and waits before the next
-// attempt (see the lifecycle on Conn).
+// run is the supervisor: the one goroutine per Conn that walks the states
+// (see the lifecycle on Conn): it dials, reads each connection until it
+// ends, classifies the end and waits before the next attempt.
 func (c *Conn) run() {
 	defer close(c.done)
 	sched := newSchedules(&c.cfg)
 	for {
-		d := c.attempt()
-		if c.isClosing() {
-			break
+		d, ok := c.attempt()
+		if !ok {
+			return
 		}
 		stable := d.Uptime >= c.cfg.stableUptime
 		if stable {
@@ -35,9 +35,11 @@ func (c *Conn) run() {
 			// The application asked: no policy, no schedule, no wait.
 			d.Decision, d.Reconnect, d.Delay = Retry, true, 0
 		} else {
-			if !c.callback(func() { d.Decision = c.cfg.policy(d) }) {
-				break
+			dec, ok := callback(c, func() Decision { return c.cfg.policy(d) }, nil)
+			if !ok {
+				return
 			}
+			d.Decision = dec
 			d.Delay, d.Reconnect = sched.next(d.Decision, d.RetryAfter)
 			if !d.Reconnect {
 				d.Decision, d.Delay = Stop, 0
@@ -45,127 +47,205 @@ func (c *Conn) run() {
 		}
 		c.recordDisconnect(d)
 		c.logDisconnect(d)
-		if c.cfg.onDisconnect != nil && !c.callback(func() { c.cfg.onDisconnect(d) }) {
-			break
+		if fn := c.cfg.onDisconnect; fn != nil {
+			if _, ok := callback(c, func() struct{} { fn(d); return struct{}{} }, nil); !ok {
+				return
+			}
 		}
 		if !d.Reconnect {
-			c.finish(&StopError{Disconnect: d, connected: c.Stats().Connects > 0})
+			c.stop(d)
 			return
 		}
 		if !c.sleep(d.Delay) {
-			break
+			return
 		}
 	}
-	c.finish(nil)
 }
 
-// attempt makes one attempt: it dials, runs OnConnect, writes the send
-// queue, and serves the connection until it ends. It returns what ended
-// the attempt or the connection.
-func (c *Conn) attempt() Disconnect {
-	c.setPhase(phaseDialing, nil)
+// attempt makes one attempt, from dialing: it dials, sets the connection
+// up and reads it until it ends. It returns what ended the attempt or the
+// connection, with the Conn waiting; false once the Conn is closed.
+func (c *Conn) attempt() (Disconnect, bool) {
 	ws, netConn, fail := c.dialAttempt()
 	if ws == nil {
-		c.setPhase(phaseWaiting, nil)
-		return fail
+		return fail, c.enter(waiting)
 	}
 	s := newSession(c, ws, netConn)
-	c.setPhase(phaseConnecting, s)
-	defer c.setPhase(phaseWaiting, nil)
+	c.mu.Lock()
+	ok := c.to(settingUp, s)
+	// With nothing to set up, the connection is live before it is read.
+	ready := ok && c.cfg.onConnect == nil && len(c.queue) == 0 && c.to(live, s)
+	c.mu.Unlock()
+	switch {
+	case !ok:
+		closeNow(ws)
+		return Disconnect{}, false
+	case ready:
+		c.logConnect(s)
+		s.hb.start()
+	default:
+		if c.cfg.onConnect != nil {
+			c.inbox.hold() // for OnConnect (ReadOnConnect), before the pump reads
+		}
+		s.setupDone = make(chan struct{})
+		s.task(func() {
+			defer close(s.setupDone)
+			c.setup(s)
+		})
+	}
+	err := s.serve()
+	c.mu.Lock()
+	s.readErr = err
+	setupRuns := c.sess == s && c.life == settingUp
+	c.mu.Unlock()
+	if setupRuns {
+		// The connection is gone: OnConnect's and the send queue's ctx end,
+		// and what they make of it decides whether it was ever up (so that
+		// it does not depend on whether the pump saw the end first).
+		s.cancel()
+		<-s.setupDone
+	}
+	c.ends(s, func() {})
+	s.retire()
+	return c.retired(s)
+}
 
-	if err := c.onConnect(s); err != nil {
-		s.retire()
-		d := Disconnect{Err: fmt.Errorf("wsreconnect: OnConnect: %w", err)}
+// enter changes the state to n; it reports false once the Conn is closed.
+func (c *Conn) enter(n life) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.to(n, nil)
+}
+
+// ends records, under c.mu, what ended s (record), and moves the Conn from
+// settingUp or live to ending if s is its connection there. It reports
+// whether it did: the caller then closes the connection as its event
+// demands.
+func (c *Conn) ends(s *session, record func()) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	record()
+	if c.sess != s || c.life != settingUp && c.life != live {
+		return false
+	}
+	return c.to(ending, s)
+}
+
+// retired moves the Conn from ending to waiting once s is retired, and
+// says how s ended; false once the Conn is closed (Close then learns how
+// its handshake went).
+func (c *Conn) retired(s *session) (Disconnect, bool) {
+	s.mu.Lock()
+	closeErr := s.closeErr
+	s.mu.Unlock()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	d := c.sessionEnd(s)
+	if c.life == closed {
+		c.sess = nil
+		c.closeErr = closeErr
+		return d, false
+	}
+	return d, c.to(waiting, nil)
+}
+
+// sessionEnd describes how s ended. c.mu must be held.
+func (c *Conn) sessionEnd(s *session) Disconnect {
+	err := s.cause()
+	var d Disconnect
+	if err == s.setupErr {
+		d.Err = err
 		var ce websocket.CloseError
 		if errors.As(err, &ce) {
 			d.Code, d.Reason = ce.Code, ce.Reason
 		}
-		return d
+	} else {
+		d = connEnd(err)
 	}
-	if s.reconnectWanted() {
-		// Reconnect was called during OnConnect: this connection is
-		// dropped, as it would have been a moment later.
-		c.serveEnding(s)
-		return sessionEnd(s)
-	}
-	if err := c.publish(s); err != nil {
-		s.retire()
-		return connEnd(err)
-	}
-	c.logConnect(s)
-	s.hb.start()
-	s.serve()
-	s.retire()
-	c.unpublish(s)
-	return sessionEnd(s)
-}
-
-// serveEnding ends a session that was set up but never published.
-func (c *Conn) serveEnding(s *session) {
-	s.reconnect()
-	s.serve()
-	s.retire()
-}
-
-// sessionEnd describes how a session ended.
-func sessionEnd(s *session) Disconnect {
-	d := connEnd(s.endErr())
 	if errors.Is(d.Err, ErrReconnectRequested) {
 		d.Code, d.Reason = websocket.StatusNormalClosure, "reconnecting"
 	}
-	d.Uptime = max(s.uptime(), time.Nanosecond)
+	if s.wentLive {
+		d.Uptime = max(s.diedAt, time.Nanosecond)
+	}
 	return d
 }
 
-// setPhase records where the supervisor is, and the session it sets up or
-// serves (nil when none).
-func (c *Conn) setPhase(p phase, s *session) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if p == phaseDialing {
-		// A Reconnect from before this attempt is satisfied by it.
-		c.wakeNow = false
-		select {
-		case <-c.wake:
-		default:
+// setup runs on a task of s while the pump reads it: OnConnect, then the
+// send queue, then it publishes s (settingUp → live). A failure ends s;
+// what the pump read meanwhile (the server's close frame, say) may say why.
+func (c *Conn) setup(s *session) {
+	if fn := c.cfg.onConnect; fn != nil {
+		ctx, cancel := context.WithTimeout(s.ctx, c.cfg.dialTimeout)
+		ctx = context.WithValue(ctx, onConnectKey{}, s)
+		err, ok := callback(c, func() error { return fn(ctx, s.ws) }, nil)
+		cancel()
+		if !ok {
+			return
 		}
+		if err != nil {
+			c.inbox.unhold(false)
+			if c.ends(s, func() {
+				s.setupErr = fmt.Errorf("wsreconnect: OnConnect: %w", err)
+				// Its close frame follows: the answer says nothing new.
+				s.setupEnded = c.sess == s && c.life == settingUp && s.readErr == nil
+			}) {
+				code, reason := websocket.StatusNormalClosure, "OnConnect failed"
+				var ce websocket.CloseError
+				if errors.As(err, &ce) && validCloseFrame(ce.Code, ce.Reason) == nil {
+					code, reason = ce.Code, ce.Reason
+				}
+				s.closeHandshake(code, reason, reconnectGrace)
+			}
+			return
+		}
+		c.inbox.unhold(true)
 	}
-	c.phase, c.sess = p, s
+	// From here on a dead peer is the heartbeat's to find: a send queue
+	// written to a slow peer, or behind a slow application, takes as long
+	// as it takes.
+	s.hb.start()
+	for {
+		c.mu.Lock()
+		if c.sess != s || c.life != settingUp {
+			c.mu.Unlock()
+			return
+		}
+		if len(c.queue) == 0 {
+			c.to(live, s)
+			c.mu.Unlock()
+			c.logConnect(s)
+			return
+		}
+		m := c.queue[0]
+		c.mu.Unlock()
+		err := s.write(s.ctx, m.typ, m.data)
+		if err != nil {
+			// The message stays at the head of the queue.
+			if c.ends(s, func() {
+				if s.writeErr == nil && err != errSessionEnded {
+					s.writeErr = fmt.Errorf("wsreconnect: writing the send queue: %w", err)
+				}
+			}) {
+				s.killAfter(drainGrace)
+			}
+			return
+		}
+		c.mu.Lock()
+		if len(c.queue) > 0 { // Close may have dropped it
+			c.queue[0] = message{}
+			c.queue = c.queue[1:]
+		}
+		c.mu.Unlock()
+	}
 }
 
-// unpublish retires s after it ended; Writes wait for the next session.
-func (c *Conn) unpublish(s *session) {
-	c.cur.CompareAndSwap(s, nil)
+// stop ends the Conn as the policy decided, after d.
+func (c *Conn) stop(d Disconnect) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.counts.downSince = time.Now()
-	if c.isClosing() {
-		// Close may be waiting for the handshake it started.
-		s.mu.Lock()
-		c.closeErr = s.closeErr
-		s.mu.Unlock()
-	}
-	c.state = StateConnecting
-	c.broadcastLocked()
-}
-
-// attemptContext returns the ctx for one dial, OnConnect or queue flush:
-// it ends after the dial timeout or when Close is called.
-func (c *Conn) attemptContext() (context.Context, context.CancelFunc) {
-	ctx, cancel := context.WithTimeout(c.base, c.cfg.dialTimeout)
-	c.mu.Lock()
-	if c.isClosing() {
-		cancel()
-	} else {
-		c.cancelAttempt = cancel
-	}
-	c.mu.Unlock()
-	return ctx, func() {
-		c.mu.Lock()
-		c.cancelAttempt = nil
-		c.mu.Unlock()
-		cancel()
-	}
+	c.stopErr = &StopError{Disconnect: d, connected: c.counts.connects > 0}
+	c.to(closed, nil)
 }
 
 // dialAttempt dials once; on failure it returns the Disconnect describing
@@ -174,10 +254,13 @@ func (c *Conn) attemptContext() (context.Context, context.CancelFunc) {
 // reports it through httptrace: kill needs it to cut a close handshake
 // short.
 func (c *Conn) dialAttempt() (*websocket.Conn, net.Conn, Disconnect) {
+	c.mu.Lock()
+	c.counts.dials++
+	c.mu.Unlock()
 	if err := c.waitLimiter(); err != nil {
 		return nil, nil, Disconnect{Err: err}
 	}
-	ctx, cancel := c.attemptContext()
+	ctx, cancel := context.WithTimeout(c.end, c.cfg.dialTimeout)
 	defer cancel()
 	var (
 		mu      sync.Mutex
@@ -188,7 +271,28 @@ func (c *Conn) dialAttempt() (*websocket.Conn, net.Conn, Disconnect) {
 		defer mu.Unlock()
 		netConn = info.Conn
 	}})
-	ws, resp, err := c.dialOnOwnStack(ctx)
+	type result struct {
+		ws   *websocket.Conn
+		resp *http.Response
+		err  error
+	}
+	// The DialFunc runs on a goroutine of its own (callback): net/http's
+	// dial path is deep, and run on the supervisor it would grow the
+	// supervisor's stack to 8 KiB, which the supervisor keeps while it reads
+	// the connection (measured: 8.3 KiB of stack per idle connection
+	// instead of 4.1).
+	r, ok := callback(c, func() result {
+		ws, resp, err := c.dial(ctx)
+		return result{ws, resp, err}
+	}, func(r result) {
+		if r.ws != nil {
+			closeNow(r.ws) // the Conn was closed meanwhile
+		}
+	})
+	if !ok {
+		return nil, nil, Disconnect{Err: ErrClosed}
+	}
+	ws, resp, err := r.ws, r.resp, r.err
 	if err == nil && ws == nil {
 		err = errNoConnection
 	}
@@ -203,7 +307,7 @@ func (c *Conn) dialAttempt() (*websocket.Conn, net.Conn, Disconnect) {
 	if ws != nil {
 		closeNow(ws)
 	}
-	err = describeDialError(redact(err), ctx, c.isClosing(), c.cfg.dialTimeout.String())
+	err = describeDialError(redact(err), ctx, c.isClosed(), c.cfg.dialTimeout.String())
 	return nil, nil, dialEnd(err, resp, time.Now(), c.cfg.maxRetryAfter)
 }
 
@@ -212,8 +316,8 @@ func (c *Conn) waitLimiter() error {
 	if c.cfg.limiter == nil {
 		return nil
 	}
-	var err error
-	if !c.callback(func() { err = c.cfg.limiter.Wait(c.ended) }) {
+	err, ok := callback(c, func() error { return c.cfg.limiter.Wait(c.end) }, nil)
+	if !ok {
 		return ErrClosed
 	}
 	if err != nil {
@@ -222,58 +326,23 @@ func (c *Conn) waitLimiter() error {
 	return nil
 }
 
-// dialOnOwnStack calls the DialFunc on a short-lived goroutine and waits
-// for it. net/http's dial path is deep: run on the supervisor, it would grow
-// the supervisor's stack to 8 KiB, and the supervisor keeps that stack
-// while it serves as the connection's reader (measured: 8.3 KiB of stack
-// per idle connection instead of 4.1).
-func (c *Conn) dialOnOwnStack(ctx context.Context) (*websocket.Conn, *http.Response, error) {
-	type result struct {
-		ws   *websocket.Conn
-		resp *http.Response
-		err  error
-	}
-	done := make(chan result, 1)
-	go func() {
-		var r result
-		if !c.callback(func() { r.ws, r.resp, r.err = c.dial(ctx) }) {
-			r.err = ErrClosed
-		}
-		done <- r
-	}()
-	r := <-done
-	return r.ws, r.resp, r.err
-}
-
-// onConnect runs the OnConnect function on s, if there is one.
-func (c *Conn) onConnect(s *session) error {
-	if c.cfg.onConnect == nil {
-		return nil
-	}
-	ctx, cancel := c.attemptContext()
-	defer cancel()
-	ctx = context.WithValue(ctx, onConnectKey{}, s)
-	var err error
-	if !c.callback(func() { err = c.cfg.onConnect(ctx, s.ws) }) {
-		return ErrClosed
-	}
-	return err
-}
-
-// countAttempt returns the Attempt of the Disconnect being reported:
-// 1 after a stable connection, else one more than the last.
+// countAttempt returns the Attempt of the Disconnect being reported: the
+// consecutive failures since the last stable connection, this one
+// included. The end of a stable connection is the first, and the dials are
+// counted again from there.
 func (c *Conn) countAttempt(stable bool) int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if stable {
-		c.counts.attempt = 0
+		c.counts.failures, c.counts.dials = 0, 0
 	}
-	c.counts.attempt++
-	return c.counts.attempt
+	c.counts.failures++
+	c.counts.attempt = c.counts.failures
+	return c.counts.failures
 }
 
-// sleep waits d, or until Close or a Reconnect; it reports whether to go
-// on.
+// sleep waits d, or until Close or a Reconnect, then enters dialing; it
+// reports false once the Conn is closed.
 func (c *Conn) sleep(d time.Duration) bool {
 	c.mu.Lock()
 	if c.wakeNow {
@@ -289,13 +358,13 @@ func (c *Conn) sleep(d time.Duration) bool {
 		select {
 		case <-t.C:
 		case <-c.wake:
-		case <-c.closeCalled:
+		case <-c.end.Done():
 		}
-		c.mu.Lock()
-		c.counts.nextAttempt = time.Time{}
-		c.mu.Unlock()
 	}
-	return !c.isClosing()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.counts.nextAttempt = time.Time{}
+	return c.to(dialing, nil)
 }
 
 // recordDisconnect counts d, and lets Dial return a final failure before
@@ -308,55 +377,23 @@ func (c *Conn) recordDisconnect(d Disconnect) {
 	if d.Decision >= 0 && int(d.Decision) < len(c.counts.disconnects) {
 		c.counts.disconnects[d.Decision]++
 	}
-	if !d.Reconnect && !c.firstSent {
-		c.firstSent = true
-		c.first <- &StopError{Disconnect: d, connected: c.counts.connects > 0}
+	if !d.Reconnect {
+		c.sendFirst(&StopError{Disconnect: d, connected: c.counts.connects > 0})
 	}
-}
-
-// finish marks the Conn ended: stopErr is the policy's reason, or nil after
-// Close.
-func (c *Conn) finish(stopErr error) {
-	c.cur.Store(nil)
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if n := len(c.queue); n > 0 {
-		c.unsent = &UnsentError{Count: n}
-		c.queue = nil
-	}
-	c.sess = nil
-	c.phase = phaseEnded
-	c.state = StateClosed
-	if !c.counts.downSince.IsZero() {
-		c.counts.downtime += time.Since(c.counts.downSince)
-		c.counts.downSince = time.Time{}
-	}
-	if stopErr != nil {
-		c.stopErr = stopErr
-	}
-	if !c.firstSent {
-		c.firstSent = true
-		if stopErr == nil {
-			stopErr = ErrClosed
-		}
-		c.first <- stopErr
-	}
-	c.broadcastLocked()
-	c.stopReads()
 }
 
 func (c *Conn) logger() *slog.Logger { return c.cfg.logger }
 
-// logConnect logs a connection that came up: which attempt it took (1 for
-// the first after a stable connection or Dial) and how long the Conn had
-// been without a connection.
+// logConnect logs a connection that came up: which attempt it took (the
+// number of the dial since Dial or since the last stable connection ended)
+// and how long the Conn had been without a connection.
 func (c *Conn) logConnect(s *session) {
 	c.mu.Lock()
-	attempt := c.counts.attempt + 1
+	attempt, outage := c.counts.attempt, s.outage
 	c.mu.Unlock()
 	c.logger().LogAttrs(context.Background(), slog.LevelInfo, "wsreconnect: connected",
 		slog.Int("attempt", attempt),
-		slog.Duration("downtime", s.outage),
+		slog.Duration("downtime", outage),
 		slog.String("subprotocol", s.subprotocol),
 	)
 }

@@ -310,10 +310,10 @@ func TestReconnectConcurrentCallsDialOnce(t *testing.T) {
 	})
 }
 
-// A Reconnect that finds the connection already ended cuts short the wait
-// after it; if a newer connection is up by then, that connection answers
-// the call, and a later drop still waits its scheduled delay.
-func TestReconnectAnsweredByNewerConnectionLeavesNoWake(t *testing.T) {
+// A Reconnect made while a connection is being dropped cuts short the wait
+// after that connection, and no other: a later drop still waits its
+// scheduled delay.
+func TestReconnectWhileEndingLeavesNoWakeForLaterDrop(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		drop := make(chan struct{})
 		srv := wstest.NewServer(deaf(), wstest.Step{Serve: func(ctx context.Context, ws *websocket.Conn) {
@@ -324,21 +324,21 @@ func TestReconnectAnsweredByNewerConnectionLeavesNoWake(t *testing.T) {
 		}}, wstest.Echo())
 		defer srv.Close()
 		const delay = 10 * time.Second
-		c := mustDial(t, srv.PipeDial(), WithHeartbeat(0, 0),
+		rec := &recorder{}
+		c := mustDial(t, srv.PipeDial(), WithHeartbeat(0, 0), rec.option(),
 			WithBackOff(func() backoff.BackOff { return backoff.NewConstantBackOff(delay) }))
-		// The first Reconnect ends the connection; the peer is deaf, so it
-		// stays served for the close frame's grace. The second finds it
-		// ended, and a newer connection is up before it goes on.
+		// The first Reconnect drops the connection; the peer is deaf, so
+		// the close frame's grace keeps it ending for a second, during
+		// which the second Reconnect is made.
 		c.Reconnect()
-		testHookReconnectEnded = func() {
-			for c.Stats().Connects < 2 {
-				time.Sleep(10 * time.Millisecond)
-			}
+		if s := c.State(); s != StateConnecting {
+			t.Fatalf("state %v after Reconnect, want connecting", s)
 		}
-		defer func() { testHookReconnectEnded = nil }()
 		c.Reconnect()
+		time.Sleep(reconnectGrace) // the grace ends, and the next dial is at once
+		synctest.Wait()
 		if n := c.Stats().Connects; n != 2 {
-			t.Fatalf("%d connects when the second Reconnect returned, want 2 (the hook did not run)", n)
+			t.Fatalf("%d connects, want 2", n)
 		}
 		close(drop)
 		synctest.Wait()
@@ -348,6 +348,9 @@ func TestReconnectAnsweredByNewerConnectionLeavesNoWake(t *testing.T) {
 		}
 		if got := srv.AttemptTimes()[2].Sub(dropped); got != delay {
 			t.Fatalf("the dial after the drop came %v after it, want the scheduled %v", got, delay)
+		}
+		if ds := rec.all(); len(ds) != 2 || !isRequested(ds[0]) || isRequested(ds[1]) {
+			t.Fatalf("disconnects %v, want one requested reconnect, then the drop", ds)
 		}
 	})
 }

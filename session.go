@@ -15,46 +15,67 @@ import (
 )
 
 // session is one connection, from the moment its dial succeeded until the
-// supervisor retires it. The supervisor runs its pump; Writes, the
-// heartbeat and Reconnect act on it concurrently, and each records what it
-// saw in the fields under mu. The end reason is decided once, from those
-// records, by endErr.
+// supervisor retires it. The supervisor is its reader (the pump, serve);
+// the setup, Writes, the heartbeat and Close or Reconnect act on it
+// concurrently. What ended it is recorded by whoever saw it, in the fields
+// under the Conn's mu, and ranked once, by cause.
 type session struct {
 	c           *Conn
 	ws          *websocket.Conn
 	netConn     net.Conn // the socket under ws, if the dial revealed it
 	born        time.Time
 	subprotocol string
-	outage      time.Duration // how long the Conn was without a connection before this one
+	outage      time.Duration // how long the Conn was without a connection before this one (set under c.mu)
+
+	// ctx ends when the session ends (or the Conn is closed): the ctx of
+	// OnConnect and of the send queue's writes.
+	ctx    context.Context
+	cancel context.CancelFunc
 
 	// Evidence of life for the heartbeat (see evidence), counted rather
 	// than timed: a clock read costs more than the rest of the bookkeeping
 	// of a small message.
-	in          atomic.Uint64 // data frames and pieces of them read, pongs, unparks
+	in          atomic.Uint64 // data frames and pieces of them read, pings, pongs, unparks
 	stampWanted atomic.Bool   // the heartbeat wants the time of the next evidence
 	stampAt     atomic.Int64  // that time, in nanoseconds since born
 	out         atomic.Int64  // bytes of messages handed to the connection
 	parked      atomic.Bool   // the pump waits for Read: nothing reads the connection
 
-	// ended is set, and endedCh closed, once the session is known to be
-	// ending: Writes stop using it and the pump drains it.
+	// The pump and the close handshake take turns at reading (see
+	// closeHandshake): inMsg while the pump reads a message's payload,
+	// closing once the handshake wants to read; msgDone wakes it.
+	inMsg, closing atomic.Bool
+	msgDone        chan struct{}
+	pumpEnded      atomic.Bool // serve has returned
+
+	// ended is set, and endedCh closed, once the session is ending (by
+	// Conn.to): Writes stop using it and the pump drains it.
 	ended   atomic.Bool
 	endedCh chan struct{}
 
 	hb heartbeat
 
+	// What ended it, recorded under c.mu by whoever saw it (see cause).
+	requested   bool          // Reconnect was called while it was set up or live
+	setupErr    error         // OnConnect's error
+	setupEnded  bool          // and it ended the session: its close frame followed
+	death       error         // the heartbeat's verdict
+	readErr     error         // what ended the pump
+	writeErr    error         // a failed Write that broke the connection
+	writeCtxErr error         // a Write whose ctx ended: coder/websocket closes a connection whose write ctx ends mid-frame
+	wentLive    bool          // it was published
+	setupDone   chan struct{} // closed when the setup has returned (nil without one)
+	diedAt      time.Duration // when it began to end, since born
+
 	mu        sync.Mutex
-	diedAt    time.Duration
-	requested error // ErrReconnectRequested, once Reconnect asked
-	death     error // the heartbeat's verdict
-	writeErr  error // the first failed Write
-	readErr   error // what ended the pump
 	closeErr  error // the close handshake's error (Close)
 	handshake bool  // a close handshake is under way
-	killed    bool  // the connection has been closed without a handshake
-	retired   bool  // the supervisor retires it: no task may start
+	shakeDone chan struct{}
+	killed    bool // the connection has been closed without a handshake
+	killedCh  chan struct{}
+	retired   bool // the supervisor retires it: no task may start
 	killTimer *time.Timer
-	tasks     sync.WaitGroup // Writes, the close handshake and a pending kill
+	tasks     sync.WaitGroup // the setup, Writes, the close handshake, a pending kill
 
 	scratch   []byte // the pump's read buffer, for small messages
 	largeHint int    // the length of the last large message, if the last was large
@@ -66,8 +87,9 @@ const (
 	// drainGrace bounds how long a session whose write failed is still
 	// read, for the messages and the close frame that had already arrived.
 	drainGrace = time.Second
-	// reconnectGrace bounds how long Reconnect waits for the server to
-	// answer its close frame before it closes the connection anyway.
+	// reconnectGrace bounds how long Reconnect (and a failed OnConnect)
+	// waits for the server to answer its close frame before it closes the
+	// connection anyway.
 	reconnectGrace = time.Second
 	// maxScratch bounds the read buffer a session keeps between messages.
 	maxScratch = 16 << 10
@@ -78,83 +100,114 @@ const (
 	fragmentSize = 64 << 10
 )
 
+// errSessionEnded is what a session's write returns when the session had
+// ended before the write began: nothing was written, and Conn.Write waits
+// for the next connection.
+var errSessionEnded = errors.New("wsreconnect: the connection ended")
+
+// errClosing ends the pump when a close handshake takes over reading.
+var errClosing = fmt.Errorf("wsreconnect: closing: %w", net.ErrClosed)
+
 func newSession(c *Conn, ws *websocket.Conn, netConn net.Conn) *session {
-	s := &session{c: c, ws: ws, netConn: netConn, born: time.Now(), subprotocol: ws.Subprotocol(), endedCh: make(chan struct{})}
+	s := &session{
+		c: c, ws: ws, netConn: netConn, born: time.Now(), subprotocol: ws.Subprotocol(),
+		endedCh: make(chan struct{}), msgDone: make(chan struct{}, 1), killedCh: make(chan struct{}),
+	}
+	s.ctx, s.cancel = context.WithCancel(c.end)
 	s.initPlatform()
 	s.hb.init(s, &c.cfg)
+	watchControlFrames(ws, s.evidence)
 	return s
 }
 
-// uptime is how long the session was up: until it ended, or until now.
-func (s *session) uptime() time.Duration {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.ended.Load() {
-		return s.diedAt
-	}
-	return time.Since(s.born)
-}
+// uptime is how long the session has been up.
+func (s *session) uptime() time.Duration { return time.Since(s.born) }
 
-// end marks the session as ending: Writes stop using it at once.
+// end marks the session as ending: Writes stop using it at once, the pump
+// drains it, OnConnect's and the send queue's ctx end. Conn.to calls it,
+// under c.mu.
 func (s *session) end() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.ended.Load() {
+	if s.ended.Swap(true) {
 		return
 	}
 	s.diedAt = time.Since(s.born)
-	s.ended.Store(true)
 	close(s.endedCh)
-	s.c.cur.CompareAndSwap(s, nil)
+	s.cancel()
 }
 
-// endErr is why the session ended, from what was recorded, in this order:
-// a reconnect the application asked for; the peer's close frame, or the
-// code coder/websocket sent itself on a protocol violation or an oversize
-// message; the heartbeat's verdict; the error that ended reading, unless it
-// only says that we closed the connection; then the write error that made
-// us close it.
-func (s *session) endErr() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+// endedErr says why the session ended, for ReadOnConnect: what ended the
+// pump, if it has.
+func (s *session) endedErr() error {
+	s.c.mu.Lock()
+	defer s.c.mu.Unlock()
+	if s.readErr != nil {
+		return fmt.Errorf("wsreconnect: the connection ended: %w", s.readErr)
+	}
+	return errSessionEnded
+}
+
+// task runs fn on a goroutine, as one of the session's tasks.
+func (s *session) task(fn func()) {
+	s.tasks.Add(1)
+	go func() {
+		defer s.tasks.Done()
+		fn()
+	}()
+}
+
+// cause is why the session ended, from what was recorded, in this order: a
+// reconnect the application asked for, or OnConnect's error, when the
+// session ended for it (and sent its close frame: what the peer answers
+// says nothing new); the peer's close frame, or the code coder/websocket
+// sent itself on a protocol violation or an oversize message; the
+// heartbeat's verdict; the error that ended reading, unless it only says
+// that we closed the connection; OnConnect's error once the connection was
+// gone (likely a consequence); the write error that made us close it; the
+// error of a Write whose ctx ended, for a connection coder/websocket
+// closed. c.mu must be held.
+func (s *session) cause() error {
 	switch {
-	case s.requested != nil:
-		return s.requested
-	case connEnd(s.readErr).Code != websocket.StatusAbnormalClosure:
+	case s.requested:
+		return ErrReconnectRequested
+	case s.setupEnded:
+		return s.setupErr
+	case s.readErr != nil && connEnd(s.readErr).Code != websocket.StatusAbnormalClosure:
 		return s.readErr
 	case s.death != nil:
 		return s.death
 	case s.readErr != nil && !errors.Is(s.readErr, net.ErrClosed):
 		return s.readErr
+	case s.setupErr != nil:
+		return s.setupErr
 	case s.writeErr != nil:
 		return s.writeErr
+	case s.writeCtxErr != nil:
+		return s.writeCtxErr
 	}
 	return s.readErr
 }
 
 // serve is the pump: it reads whole messages into the Conn's inbox until
-// the connection ends. It runs on the supervisor, so a live connection
-// costs no goroutine beyond the reader it needs anyway. It reads with a
-// context that never ends (see readContext; in the browser, one that the
-// Conn ends to stop it): coder/websocket closes a connection whose read
-// context ends. While readAhead messages wait for
-// Read it stops reading (parks); once the session is ending it drains what
-// had arrived, past that bound, so that nothing received is lost.
-func (s *session) serve() {
+// the connection ends, and returns the error that ended it. It runs on
+// the supervisor, from the moment the connection exists, so a connection
+// costs no goroutine beyond the reader it needs anyway: OnConnect and the
+// send queue write while it reads, so that a server's answers, pings and
+// close frame are seen. It reads with a context that never ends (see
+// readContext; in the browser, one that the Conn ends to stop it):
+// coder/websocket closes a connection whose read context ends. While
+// readAhead messages wait for Read it stops reading (parks); once the
+// session is ending it drains what had arrived, past that bound, so that
+// nothing received is lost.
+func (s *session) serve() error {
+	defer s.pumpEnded.Store(true)
 	ctx := s.readContext()
 	for {
 		typ, data, err := s.readMessage(ctx)
 		if err != nil {
-			err = s.peerClose(err)
-			s.mu.Lock()
-			s.readErr = err
-			s.mu.Unlock()
-			s.end()
-			return
+			return s.peerClose(err)
 		}
 		switch n := s.c.inbox.push(message{typ, data}); {
 		case n >= maxDrain:
-			s.end()
 			s.kill()
 		case n > readAhead:
 			s.c.inbox.waitRoom(s.endedCh, s.setParked)
@@ -172,10 +225,11 @@ func (s *session) setParked(p bool) {
 	}
 }
 
-// evidence counts a sign of life: a piece of a message, a pong. The first
-// one after each of the heartbeat's checks is timed, and brings the next
-// check to within a step (see heartbeat.nudge): the heartbeat knows when
-// silence began, to within a step, without a clock read per message.
+// evidence counts a sign of life: a piece of a message, a ping or pong
+// from the peer. The first one after each of the heartbeat's checks is
+// timed, and brings the next check to within a step (see heartbeat.nudge):
+// the heartbeat knows when silence began, to within a step, without a
+// clock read per message.
 func (s *session) evidence() {
 	s.in.Add(1)
 	if s.stampWanted.Load() && s.stampWanted.CompareAndSwap(true, false) {
@@ -184,16 +238,31 @@ func (s *session) evidence() {
 	}
 }
 
+// errCutMessage is what the pump reports when the connection ended in the
+// middle of a message that coder/websocket would have called whole (see
+// messageComplete).
+var errCutMessage = fmt.Errorf("wsreconnect: the connection ended in the middle of a message: %w", io.ErrUnexpectedEOF)
+
 // readMessage reads one whole message, counting each piece of it as it
 // arrives so that a long message on a slow link is not mistaken for
 // silence. A small message is read into the pump's buffer and copied out;
 // a large one is read into a buffer of its own, handed over as is: sized
 // after the last large message (a stream of them costs one allocation
 // each, no copy), and doubled when it is too small.
+//
+// It reads a message's payload only while no close handshake wants to
+// read (see closeHandshake), and delivers a message only if it arrived
+// whole (see messageComplete).
 func (s *session) readMessage(ctx context.Context) (websocket.MessageType, []byte, error) {
 	typ, r, err := s.ws.Reader(ctx)
 	if err != nil {
 		return 0, nil, err
+	}
+	s.inMsg.Store(true)
+	defer s.doneWithMessage()
+	if s.closing.Load() {
+		// A close handshake reads from here on, and drops the rest.
+		return 0, nil, errClosing
 	}
 	s.evidence()
 	if cap(s.scratch) == 0 {
@@ -233,6 +302,9 @@ func (s *session) readMessage(ctx context.Context) (websocket.MessageType, []byt
 			s.evidence()
 		}
 		if err == io.EOF {
+			if !messageComplete(s.ws) {
+				return 0, nil, errCutMessage
+			}
 			break
 		}
 		if err != nil {
@@ -258,11 +330,23 @@ func (s *session) readMessage(ctx context.Context) (websocket.MessageType, []byt
 	return typ, bytes.Clone(buf), nil
 }
 
+// doneWithMessage lets a close handshake that waits for the message to be
+// read take over.
+func (s *session) doneWithMessage() {
+	s.inMsg.Store(false)
+	if s.closing.Load() {
+		signal(s.msgDone)
+	}
+}
+
 // probe returns a small buffer to read into: the pump's own buffer, when
 // a message is read into one of its own.
 func (s *session) probe() []byte { return s.scratch[:cap(s.scratch)] }
 
-// write writes one whole message.
+// write writes one whole message, as one of the session's tasks: its
+// error may be what ended the connection, so the session is not retired
+// before it returns. It returns errSessionEnded, having written nothing,
+// when the session had ended before it began.
 func (s *session) write(ctx context.Context, typ websocket.MessageType, p []byte) error {
 	// coder/websocket may take its lock before it notices that ctx has
 	// ended, then arm context.AfterFunc on it, which closes the connection:
@@ -270,12 +354,13 @@ func (s *session) write(ctx context.Context, typ websocket.MessageType, p []byte
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("wsreconnect: write: %w", err)
 	}
-	// A Write is one of the session's tasks: its error may be what ended
-	// the connection, so the session is not retired before it returns.
+	if s.ended.Load() {
+		return errSessionEnded
+	}
 	s.mu.Lock()
 	if s.retired {
 		s.mu.Unlock()
-		return fmt.Errorf("wsreconnect: write: %w", net.ErrClosed)
+		return errSessionEnded
 	}
 	s.tasks.Add(1)
 	s.mu.Unlock()
@@ -324,58 +409,43 @@ func (s *session) writeFailed(ctx context.Context, err error, started bool) erro
 	if testHookWriteFailed != nil {
 		testHookWriteFailed()
 	}
-	if s.c.isClosing() {
+	c := s.c
+	if c.closeCalled.Load() {
 		return ErrClosed
 	}
-	s.mu.Lock()
-	if s.writeErr == nil {
-		s.writeErr = err
+	if !started && ctx.Err() != nil {
+		// ctx ended while the write waited for the lock, which leaves the
+		// connection healthy, or in the middle of its one frame, when
+		// coder/websocket closes the connection itself: then the pump sees
+		// it closed, and this error explains why, unless something else
+		// does (see cause).
+		c.mu.Lock()
+		s.writeCtxErr = err
+		c.mu.Unlock()
+		return fmt.Errorf("wsreconnect: write: %w", err)
 	}
-	s.mu.Unlock()
-	if started || ctx.Err() == nil {
-		// A broken connection (a write error does not close a
-		// websocket.Conn), or a message cut between its fragments, which
-		// nothing can finish: Writes stop using the session at once, and
-		// the pump may still read what had arrived, a close frame among it,
-		// for a moment.
-		s.end()
+	// A broken connection (a write error does not close a
+	// websocket.Conn), or a message cut between its fragments, which
+	// nothing can finish: Writes stop using the session at once, and the
+	// pump may still read what had arrived, a close frame among it, for a
+	// moment. A connection closed already (net.ErrClosed) was closed for a
+	// reason recorded elsewhere.
+	if c.ends(s, func() {
+		if s.writeErr == nil && !errors.Is(err, net.ErrClosed) {
+			s.writeErr = err
+		}
+	}) {
 		s.killAfter(drainGrace)
 	}
-	// Otherwise ctx ended while the write waited for the lock, which
-	// leaves the connection healthy, or in the middle of its one frame,
-	// when coder/websocket closes the connection itself: then the pump sees
-	// it closed, and the recorded error explains why.
 	return fmt.Errorf("wsreconnect: write: %w", err)
 }
 
-// reconnectWanted reports whether Reconnect was called on the session.
-func (s *session) reconnectWanted() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.requested != nil
-}
-
-// markReconnect records that the application asked for a reconnect; it
-// reports false if the session had already ended on its own.
-func (s *session) markReconnect() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.ended.Load() || s.requested != nil {
-		return false
-	}
-	s.requested = ErrReconnectRequested
-	return true
-}
-
-// reconnect ends the session with a close frame, for Reconnect.
-func (s *session) reconnect() {
-	s.end()
-	s.closeHandshake(websocket.StatusNormalClosure, "reconnecting", reconnectGrace)
-}
-
 // closeHandshake closes the connection with a close frame, on a task of
-// the session; the pump goes on reading meanwhile, for the answer. With a
-// grace, the connection is closed anyway when the answer takes longer.
+// the session. It reads the answer itself, with coder/websocket's Close,
+// once the pump is between messages: the pump stops there and leaves
+// reading to it (two readers would cut a message in two). Messages that
+// arrive meanwhile are dropped, as in any close handshake. With a grace,
+// the connection is closed anyway when the answer takes longer.
 func (s *session) closeHandshake(code websocket.StatusCode, reason string, grace time.Duration) {
 	s.mu.Lock()
 	if s.handshake || s.killed || s.retired {
@@ -383,10 +453,24 @@ func (s *session) closeHandshake(code websocket.StatusCode, reason string, grace
 		return
 	}
 	s.handshake = true
+	s.shakeDone = make(chan struct{})
 	s.tasks.Add(1)
 	s.mu.Unlock()
 	go func() {
 		defer s.tasks.Done()
+		defer close(s.shakeDone)
+		if handshakeReads {
+			s.closing.Store(true)
+			for s.inMsg.Load() {
+				select {
+				case <-s.msgDone:
+				case <-s.killedCh:
+				}
+				if s.isKilled() {
+					return
+				}
+			}
+		}
 		err := closeConn(s.ws, code, reason)
 		s.mu.Lock()
 		if s.closeErr == nil {
@@ -397,6 +481,12 @@ func (s *session) closeHandshake(code websocket.StatusCode, reason string, grace
 	if grace > 0 {
 		s.killAfter(grace)
 	}
+}
+
+func (s *session) isKilled() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.killed
 }
 
 // errHandshakeCut is the close handshake's error when the connection was
@@ -416,8 +506,9 @@ func (s *session) kill() {
 		return
 	}
 	s.killed = true
+	close(s.killedCh)
 	handshake := s.handshake
-	if handshake && s.readErr == nil && s.closeErr == nil {
+	if handshake && s.closeErr == nil && !s.handshakeAnswered() {
 		s.closeErr = errHandshakeCut
 	}
 	s.mu.Unlock()
@@ -444,12 +535,17 @@ func (s *session) killAfter(d time.Duration) {
 }
 
 // retire ends everything that still runs for the session once its pump
-// has returned, and waits for it: the heartbeat, its pings, the Writes
-// (which return once the connection is closed), the close handshake, a
-// pending kill, and coder/websocket's own goroutines.
+// has returned, and waits for it: a close handshake (within its grace),
+// the heartbeat, its pings, the setup, the Writes (which return once the
+// connection is closed), a pending kill.
 func (s *session) retire() {
-	s.end()
 	s.hb.stop()
+	s.mu.Lock()
+	shake := s.shakeDone
+	s.mu.Unlock()
+	if shake != nil {
+		<-shake // bounded by its grace, or coder/websocket's
+	}
 	s.mu.Lock()
 	s.retired = true
 	if s.killTimer != nil && s.killTimer.Stop() {
@@ -457,7 +553,11 @@ func (s *session) retire() {
 	}
 	s.mu.Unlock()
 	s.kill()
+	// Close the websocket.Conn itself too (kill may have closed only the
+	// socket under it): a Write that waits for coder/websocket's writer
+	// lock, held by a Write that failed between two fragments, returns
+	// only then.
+	closeNow(s.ws)
 	s.tasks.Wait()
 	s.hb.wait()
-	closeNow(s.ws)
 }

@@ -9,7 +9,9 @@ import (
 type counts struct {
 	connects       uint64
 	disconnects    [3]uint64 // by Decision
-	attempt        int
+	dials          int       // dial attempts since Dial or the last stable connection ended
+	failures       int       // consecutive failures since the last stable connection (Disconnect.Attempt)
+	attempt        int       // Stats.Attempt
 	last           Disconnect
 	downtime       time.Duration // without a connection, up to downSince
 	downSince      time.Time     // when the current outage began; zero while connected or after the end
@@ -26,8 +28,11 @@ type Stats struct {
 	Connects uint64
 	// Disconnects counts the Disconnects reported, by decision.
 	Disconnects map[Decision]uint64
-	// Attempt is the Attempt of the last Disconnect: consecutive failures
-	// since the last stable connection; 0 before the first Disconnect.
+	// Attempt is, while a connection is up, the number of the dial that
+	// made it, counted since Dial or since the last stable connection ended
+	// (as the "connected" log line says: 1 when the first dial after it
+	// succeeded); otherwise the Attempt of the last Disconnect. 0 before
+	// either.
 	Attempt int
 	// LastDisconnect is the most recent Disconnect; zero before the first.
 	LastDisconnect Disconnect
@@ -57,7 +62,7 @@ func (c *Conn) Stats() Stats {
 	defer c.mu.Unlock()
 	now := time.Now()
 	st := Stats{
-		State:          c.state,
+		State:          c.life.public(),
 		Connects:       c.counts.connects,
 		Disconnects:    make(map[Decision]uint64, len(c.counts.disconnects)),
 		Attempt:        c.counts.attempt,
@@ -68,13 +73,10 @@ func (c *Conn) Stats() Stats {
 		NextAttempt:    c.counts.nextAttempt,
 		Queued:         len(c.queue),
 	}
-	if c.isClosing() {
-		st.State = StateClosed
-	}
 	for d, n := range c.counts.disconnects {
 		st.Disconnects[Decision(d)] = n
 	}
-	if c.phase == phaseLive && c.sess != nil {
+	if c.life == live {
 		st.Uptime = c.sess.uptime()
 	}
 	if !c.counts.downSince.IsZero() {

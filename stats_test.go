@@ -4,11 +4,13 @@ package wsreconnect
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"flag"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"testing/synctest"
@@ -154,4 +156,48 @@ func TestLogLines(t *testing.T) {
 func toString(v any) string {
 	b, _ := json.Marshal(v)
 	return strings.Trim(string(b), `"`)
+}
+
+// "attempt" means one thing in the "connected" log line, Stats.Attempt and
+// Disconnect.Attempt: the number of the dial since Dial or the last stable
+// connection. After a stable connection ends (attempt 1, and the count
+// starts again), the next connection is attempt 1, as WithLogger's doc
+// says. (The log said 2 there, counting the failures before it plus one,
+// while Stats said the last Disconnect's.)
+func TestAttemptCountsAgreeAfterStableConnection(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		holdThenDrop := wstest.Step{Serve: func(ctx context.Context, ws *websocket.Conn) {
+			ws.CloseRead(ctx)
+			time.Sleep(DefaultStableUptime + time.Second)
+		}}
+		srv := wstest.NewServer(wstest.Reject(503, ""), holdThenDrop, wstest.Echo())
+		defer srv.Close()
+		var buf bytes.Buffer
+		rec := &recorder{}
+		c := mustDial(t, srv.PipeDial(), WithLogger(slog.New(slog.NewJSONHandler(&buf, nil))), rec.option(), WithHeartbeat(0, 0))
+		if a := c.Stats().Attempt; a != 2 {
+			t.Fatalf("Stats.Attempt %d while the second dial's connection is up, want 2", a)
+		}
+		time.Sleep(time.Minute)
+		var connected []string
+		for _, l := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
+			var m map[string]any
+			if err := json.Unmarshal([]byte(l), &m); err != nil {
+				t.Fatal(err)
+			}
+			if m["msg"] == "wsreconnect: connected" {
+				connected = append(connected, toString(m["attempt"]))
+			}
+		}
+		if !slices.Equal(connected, []string{"2", "1"}) {
+			t.Fatalf("connected lines say attempt %v, want [2 1]", connected)
+		}
+		ds := rec.all()
+		if len(ds) != 2 || ds[0].Attempt != 1 || ds[1].Attempt != 1 {
+			t.Fatalf("disconnects %v, want the 503 (attempt 1) and the stable connection's end (attempt 1)", ds)
+		}
+		if a := c.Stats().Attempt; a != 1 {
+			t.Fatalf("Stats.Attempt %d, want 1, as the log says", a)
+		}
+	})
 }

@@ -36,7 +36,7 @@ var pages = []struct {
 	scenarios []string
 	ownServer bool
 }{
-	{scenarios: []string{report.Drop, report.Policy, report.Close, report.CloseNow, report.Reconnect}},
+	{scenarios: []string{report.Drop, report.Policy, report.Close, report.CloseNow, report.CloseRefused, report.Reconnect}},
 	{scenarios: []string{report.Overload, report.Handshake503}},
 	{scenarios: []string{report.CloseSilent, report.CloseNowInClose}},
 	{scenarios: []string{report.HeartbeatHealthy, report.HeartbeatDead}},
@@ -351,6 +351,20 @@ var checks = map[string]func(*testing.T, ran){
 			t.Errorf("the program's close() calls: %+v, want close(1000, ...) first, accepted", calls)
 		}
 		wantClosedBy(t, res, 1, 1000, "")
+	},
+	report.CloseRefused: func(t *testing.T, res ran) {
+		r := res.r
+		// The browser allows only 1000 and 3000-4999 in close(): the
+		// Conn closes with 1000 instead, at once, and says so.
+		wantDisconnects(t, r, 0)
+		wantClosedBy(t, res, 1, 1000, "")
+		wantPrompt(t, r, "Close")
+		if !strings.Contains(r.Values["closeErr"], "refused to close with 1001") {
+			t.Errorf("Close(1001) returned %s, want the browser's refusal", r.Values["closeErr"])
+		}
+		if r.Values["errIsErrClosed"] != "true" {
+			t.Errorf("Err after Close: %s, want ErrClosed", r.Values["err"])
+		}
 	},
 	report.CloseSilent: func(t *testing.T, res ran) {
 		r := res.r

@@ -32,6 +32,11 @@ type client struct {
 	writerDone chan struct{}
 
 	writeTimeout time.Duration
+	// seqMu makes a message's seq and its Write one step: the ledger
+	// expects each connection to carry the seqs in order, which two
+	// goroutines writing at once (the writer and a test's writeOne) would
+	// not guarantee, with any library.
+	seqMu sync.Mutex
 }
 
 // dialer returns a DialFunc for url that records each attempt in w. Each
@@ -205,6 +210,8 @@ func (c *client) writeOne(n int) error {
 }
 
 func (c *client) writeOneTimeout(n int, timeout time.Duration) error {
+	c.seqMu.Lock()
+	defer c.seqMu.Unlock()
 	seq := c.w.newClientSeq()
 	msg := encode(kindClient, seq, n)
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)

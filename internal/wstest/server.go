@@ -175,18 +175,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // serveRaw answers the handshake and runs raw on the hijacked connection.
 func (s *Server) serveRaw(w http.ResponseWriter, r *http.Request, raw func(context.Context, net.Conn)) {
-	sum := sha1.Sum([]byte(r.Header.Get("Sec-WebSocket-Key") + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"))
-	w.Header().Set("Upgrade", "websocket")
-	w.Header().Set("Connection", "Upgrade")
-	w.Header().Set("Sec-WebSocket-Accept", base64.StdEncoding.EncodeToString(sum[:]))
-	w.WriteHeader(http.StatusSwitchingProtocols)
-	conn, brw, err := w.(http.Hijacker).Hijack()
+	conn, err := Upgrade(w, r)
 	if err != nil {
 		return
-	}
-	if brw.Reader.Buffered() > 0 {
-		// The client's first bytes, read while the server was answering.
-		conn = bufferedConn{conn, brw.Reader}
 	}
 	s.mu.Lock()
 	if s.ctx.Err() != nil {
@@ -204,6 +195,26 @@ func (s *Server) serveRaw(w http.ResponseWriter, r *http.Request, raw func(conte
 		defer stop()
 		raw(s.ctx, conn)
 	}()
+}
+
+// Upgrade answers a WebSocket handshake with 101 and hijacks the
+// connection, for a server that speaks the protocol itself: no checks, no
+// extensions, no subprotocol.
+func Upgrade(w http.ResponseWriter, r *http.Request) (net.Conn, error) {
+	sum := sha1.Sum([]byte(r.Header.Get("Sec-WebSocket-Key") + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"))
+	w.Header().Set("Upgrade", "websocket")
+	w.Header().Set("Connection", "Upgrade")
+	w.Header().Set("Sec-WebSocket-Accept", base64.StdEncoding.EncodeToString(sum[:]))
+	w.WriteHeader(http.StatusSwitchingProtocols)
+	conn, brw, err := w.(http.Hijacker).Hijack()
+	if err != nil {
+		return nil, err
+	}
+	if brw.Reader.Buffered() > 0 {
+		// The client's first bytes, read while the server was answering.
+		conn = bufferedConn{conn, brw.Reader}
+	}
+	return conn, nil
 }
 
 // bufferedConn is a hijacked connection whose first bytes the HTTP server
@@ -242,7 +253,7 @@ func (s *Server) PipeDial() DialFunc { return s.PipeDialOptions(websocket.DialOp
 // PipeDialOptions is PipeDial with the given options (its HTTPClient is
 // replaced by the pipe's).
 func (s *Server) PipeDialOptions(opts websocket.DialOptions) DialFunc {
-	opts.HTTPClient = &http.Client{Transport: pipeTransport{s}}
+	opts.HTTPClient = &http.Client{Transport: PipeTransport{Handler: s}}
 	return func(ctx context.Context) (*websocket.Conn, *http.Response, error) {
 		return websocket.Dial(ctx, "ws://pipe.test/", &opts)
 	}
@@ -274,16 +285,27 @@ func (s *Server) Listen() (url string, dial DialFunc, cleanup func()) {
 	}
 }
 
-type pipeTransport struct{ s *Server }
+// PipeTransport is an http.RoundTripper that serves each request with
+// Handler over a new net.Pipe, which the handler may hijack: no sockets,
+// usable inside a testing/synctest bubble. Wrap, if set, wraps the client's
+// end of each pipe (to watch it, say).
+type PipeTransport struct {
+	Handler http.Handler
+	Wrap    func(net.Conn) net.Conn
+}
 
-func (t pipeTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+// RoundTrip serves r with t.Handler over a new pipe.
+func (t PipeTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	clientConn, serverConn := net.Pipe()
+	if t.Wrap != nil {
+		clientConn = t.Wrap(clientConn)
+	}
 	// As net/http's Transport does, say which connection the request uses.
 	if trace := httptrace.ContextClientTrace(r.Context()); trace != nil && trace.GotConn != nil {
 		trace.GotConn(httptrace.GotConnInfo{Conn: clientConn})
 	}
 	hj := &hijacker{ResponseRecorder: httptest.NewRecorder(), conn: serverConn}
-	t.s.ServeHTTP(hj, r)
+	t.Handler.ServeHTTP(hj, r)
 	if err := r.Context().Err(); err != nil {
 		clientConn.Close()
 		serverConn.Close()

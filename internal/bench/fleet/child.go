@@ -36,7 +36,7 @@ func Serve(n int, in io.Reader, out io.Writer) error {
 		defer mu.Unlock()
 		fmt.Fprintf(out, format+"\n", args...)
 	}
-	say("url %s", s.url)
+	say("url %s", s.URL())
 	sc := bufio.NewScanner(in)
 	for sc.Scan() {
 		switch cmd := strings.TrimSpace(sc.Text()); cmd {

@@ -14,7 +14,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"net"
 	"net/http"
 	"slices"
 	"strconv"
@@ -24,6 +23,7 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/wsreconnect/wsreconnect"
+	"github.com/wsreconnect/wsreconnect/internal/bench/dropserver"
 	"github.com/wsreconnect/wsreconnect/internal/bench/storm"
 	"golang.org/x/time/rate"
 )
@@ -103,21 +103,19 @@ type Result struct {
 // window, as the server saw it.
 func (r Result) OK() bool { return r.Limited && !r.Exceeded }
 
+// server is the fleet's Server in this process: a dropserver that
+// accepts everyone and, from the drop on, records every handshake and
+// each client's first admission (the client's id is in the URL).
 type server struct {
-	url string
-	hs  *http.Server
-	wg  sync.WaitGroup
-	n   int
+	*dropserver.Server
+	n int
 
 	mu       sync.Mutex
-	closed   bool
 	storming bool
 	t0       time.Time
 	arrivals []time.Duration
 	backAt   []time.Duration
 	back     int
-	conns    map[*websocket.Conn]struct{}
-	raw      []net.Conn // the sockets under conns, as hijacked
 	allBack  chan struct{}
 }
 
@@ -125,100 +123,54 @@ type server struct {
 func StartServer(n int) (Server, error) { return startServer(n) }
 
 func startServer(n int) (*server, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, err
-	}
-	s := &server{url: "ws://" + ln.Addr().String() + "/", n: n,
-		conns: map[*websocket.Conn]struct{}{}, allBack: make(chan struct{}), backAt: make([]time.Duration, n)}
+	s := &server{n: n, allBack: make(chan struct{}), backAt: make([]time.Duration, n)}
 	for i := range s.backAt {
 		s.backAt[i] = -1
 	}
-	s.hs = &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second,
-		ConnState: func(c net.Conn, st http.ConnState) {
-			if st == http.StateHijacked { // by websocket.Accept
-				s.mu.Lock()
-				s.raw = append(s.raw, c)
-				s.mu.Unlock()
-			}
-		}}
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		_ = s.hs.Serve(ln)
-	}()
+	ds, err := dropserver.Start(s.admit)
+	if err != nil {
+		return nil, err
+	}
+	s.Server = ds
 	return s, nil
 }
 
-func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+// admit accepts every client with an id, recording its handshake from the
+// drop on, and its first admission once it is held.
+func (s *server) admit(w http.ResponseWriter, r *http.Request) (held func(), ok bool) {
 	id, err := strconv.Atoi(r.URL.Query().Get("id"))
 	if err != nil || id < 0 || id >= s.n {
 		http.Error(w, "bad id", http.StatusBadRequest)
-		return
+		return nil, false
 	}
 	s.mu.Lock()
-	var t time.Duration = -1
-	if s.storming {
-		t = time.Since(s.t0)
-		s.arrivals = append(s.arrivals, t)
+	defer s.mu.Unlock()
+	if !s.storming {
+		return nil, true
 	}
-	s.mu.Unlock()
-	ws, err := websocket.Accept(w, r, nil)
-	if err != nil {
-		return
-	}
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		_ = ws.CloseNow()
-		return
-	}
-	s.conns[ws] = struct{}{}
-	if t >= 0 && s.backAt[id] < 0 {
-		s.backAt[id] = t
-		if s.back++; s.back == s.n {
-			close(s.allBack)
+	t := time.Since(s.t0)
+	s.arrivals = append(s.arrivals, t)
+	return func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.backAt[id] < 0 {
+			s.backAt[id] = t
+			if s.back++; s.back == s.n {
+				close(s.allBack)
+			}
 		}
-	}
-	s.mu.Unlock()
-	for {
-		if _, _, err := ws.Read(context.Background()); err != nil {
-			break
-		}
-	}
-	s.mu.Lock()
-	delete(s.conns, ws)
-	s.mu.Unlock()
-	_ = ws.CloseNow()
+	}, true
 }
 
-// drop closes every connection's socket at once and starts recording. It
-// shuts the sockets down itself: websocket.Conn.CloseNow waits for the
-// connection's reader to return, and 5,000 of them one after the other
-// take most of a second. The handlers' reads then fail, and they close
-// their websocket.Conns.
-func (s *server) drop() {
-	s.mu.Lock()
-	s.storming, s.t0 = true, time.Now()
-	raw := s.raw
-	s.raw = nil
-	s.conns = map[*websocket.Conn]struct{}{}
-	s.mu.Unlock()
-	for _, c := range raw {
-		// Close alone sends the FIN only once the connection's reader
-		// has woken up and let go of the socket; shutdown sends it now.
-		if tc, ok := c.(*net.TCPConn); ok {
-			_ = tc.CloseWrite()
-		}
-		_ = c.Close()
-	}
-}
-
-func (s *server) URL() string { return s.url }
-
+// Drop shuts every socket down at once (dropserver.Server.DropTCP) and
+// starts recording.
 func (s *server) Drop() (time.Time, error) {
-	s.drop()
-	return s.t0, nil
+	t0 := time.Now()
+	s.mu.Lock()
+	s.storming, s.t0 = true, t0
+	s.mu.Unlock()
+	s.DropTCP()
+	return t0, nil
 }
 
 func (s *server) AllBack() <-chan struct{} { return s.allBack }
@@ -231,14 +183,7 @@ func (s *server) Report() (arrivals, backAt []time.Duration, err error) {
 }
 
 func (s *server) Close() error {
-	_ = s.hs.Close()
-	s.mu.Lock()
-	s.closed = true
-	for ws := range s.conns {
-		_ = ws.CloseNow()
-	}
-	s.mu.Unlock()
-	s.wg.Wait()
+	s.Server.Close()
 	return nil
 }
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"strconv"
 	"sync"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/wsreconnect/wsreconnect"
+	"github.com/wsreconnect/wsreconnect/internal/bench/dropserver"
 )
 
 // RealConfig is one storm of real clients on 127.0.0.1.
@@ -31,57 +31,42 @@ type RealConfig struct {
 // through the admission of its Server mode (the token bucket), refusing
 // the rest with 503, with a Retry-After when the mode gives one.
 type stormServer struct {
-	url string
-	ln  net.Listener
-	hs  *http.Server
-	wg  sync.WaitGroup
+	*dropserver.Server
 
 	mu       sync.Mutex
-	closed   bool
 	storming bool
 	t0       time.Time
 	adm      admission
 	out      *Outcome
-	conns    map[*websocket.Conn]struct{}
-	raw      []net.Conn // the sockets under conns, as hijacked
 
 	back    atomic.Int64
 	allBack chan struct{}
 }
 
-func startStormServer(n int) (*stormServer, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+func startStormServer() (*stormServer, error) {
+	s := &stormServer{allBack: make(chan struct{})}
+	ds, err := dropserver.Start(s.admit)
 	if err != nil {
 		return nil, err
 	}
-	s := &stormServer{url: "ws://" + ln.Addr().String() + "/", ln: ln,
-		conns: map[*websocket.Conn]struct{}{}, allBack: make(chan struct{})}
-	s.hs = &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second,
-		ConnState: func(c net.Conn, st http.ConnState) {
-			if st == http.StateHijacked { // by websocket.Accept
-				s.mu.Lock()
-				s.raw = append(s.raw, c)
-				s.mu.Unlock()
-			}
-		}}
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		_ = s.hs.Serve(ln)
-	}()
+	s.Server = ds
 	return s, nil
 }
 
-func (s *stormServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+// admit records a handshake during the storm and decides on it; the
+// first admission of each client counts it as back once it is held.
+func (s *stormServer) admit(w http.ResponseWriter, r *http.Request) (held func(), ok bool) {
 	id, err := strconv.Atoi(r.URL.Query().Get("id"))
 	if err != nil {
 		http.Error(w, "missing id", http.StatusBadRequest)
-		return
+		return nil, false
 	}
 	s.mu.Lock()
 	admitted, recorded := true, false
 	var retryAfter time.Duration
+	var n int // clients in the storm
 	if s.storming && id >= 0 && id < s.out.N {
+		n = s.out.N
 		t := time.Since(s.t0)
 		admitted, retryAfter = s.adm.admit(id, t)
 		wasBack := s.out.Back[id] >= 0
@@ -94,76 +79,36 @@ func (s *stormServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Retry-After", strconv.Itoa(int(retryAfter/time.Second)))
 		}
 		w.WriteHeader(http.StatusServiceUnavailable)
-		return
+		return nil, false
 	}
-	ws, err := websocket.Accept(w, r, nil)
-	if err != nil {
-		return
+	if !recorded {
+		return nil, true
 	}
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		_ = ws.CloseNow()
-		return
-	}
-	s.conns[ws] = struct{}{}
-	s.mu.Unlock()
-	if recorded && s.back.Add(1) == int64(s.out.N) {
-		close(s.allBack)
-	}
-	// Read until the connection ends, so that pings are answered and a
-	// close handshake completes.
-	for {
-		if _, _, err := ws.Read(context.Background()); err != nil {
-			break
+	return func() {
+		if s.back.Add(1) == int64(n) {
+			close(s.allBack)
 		}
-	}
-	s.mu.Lock()
-	delete(s.conns, ws)
-	s.mu.Unlock()
-	_ = ws.CloseNow()
+	}, true
 }
 
-// storm drops every connection at once and starts recording.
+// storm drops every connection at once, by cause, and starts recording.
 func (s *stormServer) storm(cause Cause, out *Outcome, capacity float64, server Server) {
 	s.mu.Lock()
 	s.out, s.adm = out, newAdmission(server, capacity)
 	s.storming, s.t0 = true, time.Now()
-	conns, raw := s.conns, s.raw
-	s.conns, s.raw = map[*websocket.Conn]struct{}{}, nil
 	s.mu.Unlock()
-	if cause != TryAgainLater {
-		// A TCP drop: shut the sockets down. websocket.Conn.CloseNow
-		// waits for each connection's reader to return: one after the
-		// other, on a loaded machine, 2,000 of them took seconds, and the
-		// drop was no longer at one instant. The handlers' reads then
-		// fail and they close their websocket.Conns.
-		for _, c := range raw {
-			if tc, ok := c.(*net.TCPConn); ok {
-				_ = tc.CloseWrite()
-			}
-			_ = c.Close()
-		}
+	if cause == TryAgainLater {
+		s.CloseAll(websocket.StatusTryAgainLater, "try again later")
 		return
 	}
-	for ws := range conns {
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			_ = ws.Close(websocket.StatusTryAgainLater, "try again later")
-		}()
-	}
+	s.DropTCP()
 }
 
-func (s *stormServer) close() {
-	_ = s.hs.Close() // the listener and the handshakes in progress
+// endStorm stops recording.
+func (s *stormServer) endStorm() {
 	s.mu.Lock()
-	s.closed = true
-	for ws := range s.conns {
-		_ = ws.CloseNow()
-	}
+	s.storming = false
 	s.mu.Unlock()
-	s.wg.Wait()
 }
 
 // RunReal connects cfg.N wsreconnect Conns (the variant's options) to a
@@ -181,11 +126,11 @@ func RunReal(ctx context.Context, cfg RealConfig) (*Outcome, error) {
 	if cfg.Variant.Options == nil {
 		return nil, fmt.Errorf("variant %q runs only in the simulation", cfg.Variant.Name)
 	}
-	srv, err := startStormServer(cfg.N)
+	srv, err := startStormServer()
 	if err != nil {
 		return nil, err
 	}
-	defer srv.close()
+	defer srv.Close()
 	tr := &http.Transport{MaxIdleConnsPerHost: -1}
 	defer tr.CloseIdleConnections()
 	hc := &http.Client{Transport: tr}
@@ -221,7 +166,7 @@ func RunReal(ctx context.Context, cfg RealConfig) (*Outcome, error) {
 		go func() {
 			defer wg.Done()
 			for i := int(next.Add(1) - 1); i < cfg.N; i = int(next.Add(1) - 1) {
-				url := srv.url + "?id=" + strconv.Itoa(i)
+				url := srv.URL() + "?id=" + strconv.Itoa(i)
 				opts := append(cfg.Variant.Options(), wsreconnect.WithOnDisconnect(func(wsreconnect.Disconnect) {
 					if !storming.Load() {
 						early.Add(1)
@@ -259,9 +204,7 @@ func RunReal(ctx context.Context, cfg RealConfig) (*Outcome, error) {
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
-	srv.mu.Lock()
-	srv.storming = false
-	srv.mu.Unlock()
+	srv.endStorm()
 	out.finish()
 	return out, nil
 }

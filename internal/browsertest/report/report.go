@@ -83,6 +83,7 @@ const (
 	CloseNow         = "closenow"          // CloseNow returns at once, a blocked Read with it
 	CloseSilent      = "close-silent"      // Close against a server that never answers the close
 	CloseNowInClose  = "closenow-in-close" // CloseNow cuts short a Close against a silent server
+	CloseRefused     = "close-refused"     // Close with a code the browser refuses (1001): 1000 instead, and an error
 	Reconnect        = "reconnect"         // Reconnect: 1000 "reconnecting", a new connection
 	HeartbeatHealthy = "heartbeat-healthy" // the app-level heartbeat keeps a live connection
 	HeartbeatDead    = "heartbeat-dead"    // the app-level heartbeat finds a silent server dead

@@ -85,6 +85,7 @@ var scenarios = map[string]func(*scen){
 	report.CloseNow:         closeNow,
 	report.CloseSilent:      closeSilent,
 	report.CloseNowInClose:  closeNowInClose,
+	report.CloseRefused:     closeRefused,
 	report.Reconnect:        reconnect,
 	report.HeartbeatHealthy: heartbeatHealthy,
 	report.HeartbeatDead:    heartbeatDead,
@@ -437,6 +438,19 @@ func closeNow(sc *scen) {
 	wg.Wait()
 	sc.ms("blockedReadReturned", now()-start)
 	sc.val("writeAfter", errText(c.Write(context.Background(), websocket.MessageText, []byte("x"))))
+}
+
+// closeRefused: Close with 1001, a code the browser's close() refuses.
+func closeRefused(sc *scen) {
+	c := sc.dial("/ws/echo")
+	if c == nil {
+		return
+	}
+	sc.echo(c, "one")
+	sc.close(c, websocket.StatusGoingAway, "bye")
+	err := c.Err()
+	sc.val("err", errText(err))
+	sc.val("errIsErrClosed", fmt.Sprint(errors.Is(err, wsreconnect.ErrClosed)))
 }
 
 // closeSilent: Close against a server that never reads, so never answers
