@@ -24,12 +24,22 @@ const maxPendingSessions = 16
 // The client's lifecycle, in one place.
 //
 // Goroutines, each with one owner that starts it and waits for it:
-//   - wsreconnect's own (its supervisor runs the handshake, as OnConnect).
+//   - wsreconnect's own. It runs the handshake as OnConnect, on a goroutine
+//     that its Close does not wait for; the Client counts the handshake's
+//     own part (after the application's OnConnect), and its end waits for
+//     that (c.shaking): the Conn's end has ended the handshake's ctx, so
+//     it returns at once.
 //   - The reader (readLoop): Dial starts it; it reads every frame the
 //     Conn delivers, and ends when the Conn ends or Close stops it. Its
-//     end stops the last link and closes done, which Close waits for.
+//     end (retire) stops the last link, waits for the handshakes, and
+//     closes done, which Close waits for.
 //   - One link writer per connection (link.run): the handshake starts it,
 //     and the next handshake, or the reader's end, stops it and waits.
+//
+// The Conn owns each connection (ws): it reads it and closes it. The
+// Client only writes to it: the hello, then the link's frames. A
+// handshake that finds the server breaking the protocol returns a
+// *ProtocolError, which wraps the websocket.CloseError the Conn sends.
 //
 // State, all guarded by c.mu: the sessions, the links, the queue Read
 // takes from. The Conn delivers the messages of successive connections
@@ -75,6 +85,11 @@ type Client struct {
 	err       error // why the Client ended
 	closing   bool  // Close or CloseNow was called
 	stats     Stats
+
+	// shaking counts the handshakes past the application's OnConnect. It
+	// grows only under mu while the Client runs (err == nil, !closing),
+	// so retire's Wait, which follows the end, sees every Add.
+	shaking sync.WaitGroup
 }
 
 // clientSession is one session: both directions of it.
@@ -431,8 +446,8 @@ func (c *Client) close(graceful bool) error {
 		err = c.conn.CloseNow()
 	}
 	c.stopRead()
-	<-c.done
-	<-c.conn.Done() // a handshake under way has returned: Close does not wait for callbacks
+	<-c.done // the reader, the links and the handshakes have ended
+	<-c.conn.Done()
 	if len(unconfirmed) > 0 {
 		err = errors.Join(&UnconfirmedError{Messages: unconfirmed}, err)
 	}
@@ -503,7 +518,9 @@ func (c *Client) end(err error) {
 	c.room.broadcast()
 }
 
-// retire stops the last link and closes done: the end of the reader.
+// retire stops the last link, waits for the handshakes under way, and
+// closes done: the end of the reader, called once the Client has ended
+// (c.err or c.closing is set), so no handshake starts a link afterwards.
 func (c *Client) retire() {
 	c.mu.Lock()
 	l := c.link
@@ -512,12 +529,16 @@ func (c *Client) retire() {
 	if l != nil {
 		l.stop()
 	}
+	c.shaking.Wait()
 	close(c.done)
 }
 
 // handshake is the Conn's OnConnect: the application's own first, then the
 // hello, the welcome, and the start of this connection's writer, which
-// resends what the server has not acknowledged.
+// resends what the server has not acknowledged. A server that breaks the
+// protocol gets a *ProtocolError back: it wraps the websocket.CloseError
+// that the Conn closes the connection with, and classifies (1002 and 1008
+// stop it).
 func (c *Client) handshake(ctx context.Context, ws *websocket.Conn) error {
 	if c.cfg.onConnect != nil {
 		if err := c.cfg.onConnect(ctx, ws); err != nil {
@@ -531,6 +552,8 @@ func (c *Client) handshake(ctx context.Context, ws *websocket.Conn) error {
 		c.mu.Unlock()
 		return err
 	}
+	c.shaking.Add(1)
+	defer c.shaking.Done()
 	old := c.link
 	c.link = nil
 	c.conns++
@@ -543,6 +566,9 @@ func (c *Client) handshake(ctx context.Context, ws *websocket.Conn) error {
 	c.mu.Unlock()
 	if old != nil {
 		old.stop() // its connection is over: the Conn dialled this one
+	}
+	if h := c.cfg.handshakeHook; h != nil {
+		h()
 	}
 
 	if err := ws.Write(ctx, websocket.MessageText, appendHello(nil, sid, ack, k, c.cfg.outbox)); err != nil {
@@ -562,13 +588,13 @@ func (c *Client) handshake(ctx context.Context, ws *websocket.Conn) error {
 		if _, _, rerr := wsreconnect.ReadOnConnect(ctx); rerr != nil {
 			return fmt.Errorf("resume: the connection ended during the handshake: %w", rerr)
 		}
-		return handshakeViolation(ws, err)
+		return protocolError(err)
 	}
 
 	if err := c.adopt(ws, k, s, f); err != nil {
 		var fe *frameError
 		if errors.As(err, &fe) {
-			return handshakeViolation(ws, err)
+			return protocolError(err)
 		}
 		return err
 	}
@@ -627,15 +653,6 @@ func (c *Client) adopt(ws *websocket.Conn, k uint64, s *clientSession, f frame) 
 	c.room.broadcast()
 	l.start()
 	return nil
-}
-
-// handshakeViolation closes ws with the violation's code (nothing else
-// reads ws during OnConnect) and returns an error the Conn classifies by
-// that code: a protocol error stops it.
-func handshakeViolation(ws *websocket.Conn, err error) error {
-	pe := protocolError(err)
-	_ = ws.Close(pe.Code, closeReason(pe.Reason))
-	return pe
 }
 
 // readLoop reads every frame the Conn delivers, until the Conn ends or

@@ -24,6 +24,15 @@ type outItem struct {
 // Its owner (the Client's handshake, or the server's ServeConn) starts it
 // and stops it, which waits for it. The owner's mutex guards the queue and
 // the receiver.
+//
+// Who may close the connection differs between the ends. The server owns
+// its connection: abort closes it, so that stop cuts short a write stuck
+// on a peer that stopped reading. The client's connection belongs to the
+// wsreconnect.Conn, which closes it when the connection ends (before it
+// dials the next one, and before its Close returns): the client stops a
+// link only after that, so abort is nil there, and a write that fails
+// leaves the link dead, its connection's end being the Conn's to see (its
+// reader gets the same broken socket, or its heartbeat finds it).
 type link struct {
 	ws        *websocket.Conn
 	mu        *sync.Mutex // the owner's
@@ -33,10 +42,10 @@ type link struct {
 	ackDelay  time.Duration
 	tick      func() // run every tickEvery, without the lock; nil: none
 	tickEvery time.Duration
-	failed    func(*link, error) // called once, without the lock, when a write fails
-	drained   func()             // called with the lock held when queued volatile frames are taken
+	drained   func() // called with the lock held when queued volatile frames are taken
+	abort     func() // run by stop to cut a write under way short; nil: none (see above)
 
-	ctx    context.Context // ends at stop, which closes the connection
+	ctx    context.Context // ends at stop
 	cancel context.CancelFunc
 	wake   chan struct{} // (cap 1) something was queued, or an ack may be due
 	done   chan struct{} // closed when run returns
@@ -65,9 +74,10 @@ func newLink(ws *websocket.Conn, mu *sync.Mutex, rx *receiver, peer limits, cfg 
 
 func (l *link) start() { go l.run() }
 
-// stop ends the writer and waits for it. It closes the connection (a
-// write under way is cut short): call it only once the connection is
-// over, or to end it.
+// stop ends the writer and waits for it. With abort, it closes the
+// connection (a write under way is cut short): call it only once the
+// connection is over, or to end it. Without, a write under way returns
+// when its connection is closed by its owner.
 func (l *link) stop() {
 	l.mu.Lock()
 	l.dead = true
@@ -96,9 +106,11 @@ func (l *link) kick() {
 func (l *link) run() {
 	defer close(l.done)
 	// Writes get a ctx that never ends: coder/websocket arms a timer per
-	// call for one that can. Stopping the link closes the connection
-	// instead, which cuts a write under way short.
-	defer afterFunc(l.ctx, func() { _ = l.ws.CloseNow() })()
+	// call for one that can. Stopping the link aborts the connection
+	// instead (at the server), which cuts a write under way short.
+	if l.abort != nil {
+		defer afterFunc(l.ctx, l.abort)()
+	}
 	ackTimer := time.NewTimer(time.Hour)
 	ackTimer.Stop()
 	defer ackTimer.Stop()
@@ -215,19 +227,15 @@ func (l *link) drain(d time.Duration) {
 	}
 }
 
-// write writes one frame; on failure it marks the link dead, tells the
-// owner, and reports false.
+// write writes one frame; on failure it marks the link dead and reports
+// false. The owner's reader sees the connection's end.
 func (l *link) write(typ websocket.MessageType, p []byte) bool {
-	err := l.ws.Write(context.Background(), typ, p)
-	if err == nil {
+	if l.ws.Write(context.Background(), typ, p) == nil {
 		return true
 	}
 	l.mu.Lock()
 	l.dead = true
 	l.idle.broadcast()
 	l.mu.Unlock()
-	if l.failed != nil && l.ctx.Err() == nil {
-		l.failed(l, err)
-	}
 	return false
 }

@@ -74,8 +74,9 @@ type config struct {
 	volatile     int
 
 	// Client.
-	connOpts  []wsreconnect.Option
-	onConnect func(context.Context, *websocket.Conn) error
+	connOpts      []wsreconnect.Option
+	onConnect     func(context.Context, *websocket.Conn) error
+	handshakeHook func() // tests only: runs inside each handshake, where Close waits for it
 
 	// Server.
 	store            Store

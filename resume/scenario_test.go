@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -974,4 +975,53 @@ func TestExpiryAfterManyReconnects(t *testing.T) {
 			t.Errorf("expired %v after its last connection, want 10s", d)
 		}
 	})
+}
+
+// The Conn's Close does not wait for OnConnect (the application's code);
+// the Client's does wait for its own handshake, which runs there: Close
+// returns only once the handshake of a connection being set up has
+// returned, so nothing of the Client outlives it.
+func TestCloseWaitsForTheHandshake(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		n := newPipeNet(rawServer(func(k int, ws *websocket.Conn) {
+			if k == 1 {
+				if _, err := welcome(ws, "s1"); err != nil {
+					return
+				}
+			}
+			closeCode(ws)
+		}))
+		defer n.close()
+		var shakes atomic.Int32
+		inside, release := make(chan struct{}), make(chan struct{})
+		c, err := Dial(context.Background(), n.dial(), fastConn(), withHandshakeHook(func() {
+			if shakes.Add(1) == 2 {
+				close(inside)
+				<-release
+			}
+		}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		n.cutAll()
+		<-inside
+		closed := make(chan struct{})
+		go func() {
+			defer close(closed)
+			c.CloseNow()
+		}()
+		synctest.Wait()
+		select {
+		case <-closed:
+			t.Error("CloseNow returned while the handshake ran")
+		default:
+		}
+		close(release)
+		<-closed
+	})
+}
+
+// withHandshakeHook runs f inside each handshake, where Close waits for it.
+func withHandshakeHook(f func()) Option {
+	return option{name: "withHandshakeHook", side: clientSide, fn: func(c *config) { c.handshakeHook = f }}
 }

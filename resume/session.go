@@ -402,6 +402,7 @@ func (s *Session) connect(ctx context.Context, ws *websocket.Conn, f frame, resu
 	announce := limits{count: max(cfg.outbox.count, s.tx.len()), bytes: max(cfg.outbox.bytes, s.tx.bytes), message: cfg.outbox.message}
 	l := newLink(ws, &s.mu, &s.rx, f.limits, cfg)
 	l.tick, l.tickEvery = s.renew, max(cfg.window/3, time.Millisecond)
+	l.abort = func() { _ = ws.CloseNow() } // the server owns ws
 	l.drained = s.room.broadcast
 	for _, e := range s.tx.entries[s.tx.head:] {
 		l.queue = append(l.queue, outItem{typ: e.typ, frame: e.frame, seq: e.seq})
