@@ -579,15 +579,17 @@ func (c *Client) handshake(ctx context.Context, ws *websocket.Conn) error {
 		return fmt.Errorf("resume: waiting for the welcome: %w", err)
 	}
 	f, err := parseFrame(typ, p)
-	if err == nil && f.kind != kindWelcome {
-		err = malformed("expected a welcome")
-	}
 	if err != nil {
 		// A welcome cut short by the connection's end is no fault of the
 		// server's: if nothing more can be read, the connection is gone.
 		if _, _, rerr := wsreconnect.ReadOnConnect(ctx); rerr != nil {
 			return fmt.Errorf("resume: the connection ended during the handshake: %w", rerr)
 		}
+	} else if f.kind != kindWelcome {
+		// A whole frame, never a welcome cut short: no need to wait.
+		err = malformed("expected a welcome")
+	}
+	if err != nil {
 		return protocolError(err)
 	}
 

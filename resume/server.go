@@ -129,15 +129,17 @@ func (srv *Server) ServeConn(ctx context.Context, ws *websocket.Conn) error {
 		return fmt.Errorf("resume: waiting for the hello: %w", err)
 	}
 	f, err := parseFrame(typ, p)
-	if err == nil && f.kind != kindHello {
-		err = malformed("expected a hello")
-	}
 	if err != nil {
 		// A hello cut short by the connection's end is no violation: if
 		// nothing more can be read, the connection is gone.
 		if _, _, rerr := ws.Read(hctx); rerr != nil {
 			return fmt.Errorf("resume: the connection ended during the handshake: %w", rerr)
 		}
+	} else if f.kind != kindHello {
+		// A whole frame, never a hello cut short: no need to wait.
+		err = malformed("expected a hello")
+	}
+	if err != nil {
 		srv.counts.protocolErrors.Add(1)
 		return violate(ws, err)
 	}
