@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/coder/websocket"
 	"github.com/wsreconnect/wsreconnect"
@@ -92,6 +93,128 @@ func BenchmarkReliable1KiB(b *testing.B) {
 			return c.Write(context.Background(), websocket.MessageBinary, payload)
 		})
 	})
+}
+
+// BenchmarkReliable1KiBSideBySide runs the two ends of
+// BenchmarkReliable1KiB in one benchmark, alternating rounds of 2,000
+// messages between the plain Conn and the resume layer, so that both see
+// the same machine: on shared cores the load of the moment swings either
+// benchmark run alone by tens of percent. Each round ends when the
+// server's application has read the round's last message. It reports both
+// throughputs and their ratio (resume/plain), and the bytes on the wire
+// per message client to server (up) and server to client (down):
+//
+//	go test -run '^$' -bench SideBySide -benchtime 200000x -count 5 ./resume/
+func BenchmarkReliable1KiBSideBySide(b *testing.B) {
+	payload := make([]byte, 1024)
+	for i := range payload {
+		payload[i] = byte(i)
+	}
+	type side struct {
+		write      func() error
+		read       *atomic.Int64 // messages the server's application has read
+		progress   chan struct{} // (cap 1) read moved
+		up, down   *atomic.Int64
+		took       time.Duration
+		up0, down0 int64
+	}
+	newSide := func() *side {
+		return &side{read: new(atomic.Int64), progress: make(chan struct{}, 1)}
+	}
+	gotOne := func(s *side) {
+		s.read.Add(1)
+		select {
+		case s.progress <- struct{}{}:
+		default:
+		}
+	}
+
+	plain := newSide()
+	url, up, down, stop := benchServer(b, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ws, err := websocket.Accept(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer ws.CloseNow()
+		ws.SetReadLimit(1 << 20)
+		var buf []byte
+		for {
+			if _, _, err := readMessage(ws, &buf); err != nil {
+				return
+			}
+			gotOne(plain)
+		}
+	}))
+	defer stop()
+	conn, err := wsreconnect.Dial(context.Background(), benchDial(url))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.CloseNow()
+	plain.up, plain.down = up, down
+	plain.write = func() error { return conn.Write(context.Background(), websocket.MessageBinary, payload) }
+
+	res := newSide()
+	srv, err := NewServer(func(ctx context.Context, s *Session) {
+		for {
+			if _, _, err := s.Read(ctx); err != nil {
+				return
+			}
+			gotOne(res)
+		}
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	url, up, down, stop2 := benchServer(b, srv)
+	defer stop2()
+	defer srv.Close()
+	c, err := Dial(context.Background(), benchDial(url))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.CloseNow()
+	res.up, res.down = up, down
+	res.write = func() error { return c.Write(context.Background(), websocket.MessageBinary, payload) }
+
+	round := func(s *side, n int) {
+		want := s.read.Load() + int64(n)
+		start := time.Now()
+		for range n {
+			if err := s.write(); err != nil {
+				b.Fatal(err)
+			}
+		}
+		for s.read.Load() < want {
+			<-s.progress
+		}
+		s.took += time.Since(start)
+	}
+	b.ReportAllocs()
+	for _, s := range []*side{plain, res} {
+		s.up0, s.down0 = s.up.Load(), s.down.Load()
+	}
+	b.ResetTimer()
+	for done, k := 0, 0; done < b.N; k++ {
+		n := min(2000, b.N-done)
+		if k%2 == 0 { // alternate which goes first
+			round(plain, n)
+			round(res, n)
+		} else {
+			round(res, n)
+			round(plain, n)
+		}
+		done += n
+	}
+	b.StopTimer()
+	mbps := func(s *side) float64 { return float64(b.N) * 1024 / s.took.Seconds() / 1e6 }
+	b.ReportMetric(mbps(plain), "plain-MB/s")
+	b.ReportMetric(mbps(res), "resume-MB/s")
+	b.ReportMetric(mbps(res)/mbps(plain), "ratio")
+	for name, s := range map[string]*side{"plain": plain, "resume": res} {
+		b.ReportMetric(float64(s.up.Load()-s.up0)/float64(b.N), name+"-up-B/msg")
+		b.ReportMetric(float64(s.down.Load()-s.down0)/float64(b.N), name+"-down-B/msg")
+	}
 }
 
 // run times b.N writes, until the server's application has read them all.
