@@ -211,7 +211,11 @@ func WithConnOptions(opts ...wsreconnect.Option) Option {
 
 // WithOnConnect sets a function that runs on each new connection before the
 // resume handshake, as wsreconnect.WithOnConnect's does: authenticate, say
-// (wsreconnect.ReadOnConnect reads the server's answer). The server sees
+// (wsreconnect.ReadOnConnect reads the server's answer; as under
+// wsreconnect.WithOnConnect, it must never read or close ws itself, and
+// an error wrapping a websocket.CloseError closes the connection with that
+// code; the Client's Close does not wait for it to return: its ctx has
+// ended). The server sees
 // its messages before the hello; ServeConn expects the hello as the first
 // message, so a server that wants them reads them itself before calling
 // ServeConn. Client only. Default: none.
