@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
@@ -1024,4 +1025,83 @@ func TestCloseWaitsForTheHandshake(t *testing.T) {
 // withHandshakeHook runs f inside each handshake, where Close waits for it.
 func withHandshakeHook(f func()) Option {
 	return option{name: "withHandshakeHook", side: clientSide, fn: func(c *config) { c.handshakeHook = f }}
+}
+
+// pausingStore pauses the next Take after it has moved the generation on,
+// and reports an Update refused as moved.
+type pausingStore struct {
+	Store
+	taken, release chan struct{}
+	refused        chan struct{} // (cap 1)
+	once           sync.Once
+}
+
+func (p *pausingStore) Take(ctx context.Context, id string, exp time.Time) (Record, error) {
+	r, err := p.Store.Take(ctx, id, exp)
+	p.once.Do(func() {
+		close(p.taken)
+		<-p.release
+	})
+	return r, err
+}
+
+func (p *pausingStore) Update(ctx context.Context, id string, gen uint64, u Update) error {
+	err := p.Store.Update(ctx, id, gen, u)
+	if errors.Is(err, ErrSessionMoved) {
+		select {
+		case p.refused <- struct{}{}:
+		default:
+		}
+	}
+	return err
+}
+
+// A Write that reaches the Store while a takeover on the same server is
+// between its Take and the Session learning the new generation is refused
+// as moved by the Store. That is no other server's takeover: the Write
+// waits for it and succeeds, and the session goes on in the same serve
+// function (it used to end, and the serve function ran again).
+func TestWriteDuringATakeoverOnTheSameServer(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		store := &pausingStore{Store: NewMemoryStore(0, 0), taken: make(chan struct{}), release: make(chan struct{}), refused: make(chan struct{}, 1)}
+		var serves atomic.Int32
+		write := make(chan struct{})
+		wrote := make(chan error, 1)
+		srv := newTestServer(t, func(ctx context.Context, s *Session) {
+			serves.Add(1)
+			<-write
+			wrote <- s.Write(ctx, websocket.MessageText, []byte("during the takeover"))
+			<-ctx.Done()
+		}, WithStore(store))
+		defer srv.Close()
+		n := newPipeNet(srv)
+		defer n.close()
+		ws1 := rawDial(t, n)
+		defer ws1.CloseNow()
+		send(ws1, "H 1 - 0 1 4 1000 1000 ")
+		w1, _ := recv(ws1)
+		recv(ws1) // S
+
+		ws2 := rawDial(t, n)
+		defer ws2.CloseNow()
+		go send(ws2, "H 1 "+w1.session+" 0 2 4 1000 1000 ")
+		<-store.taken // the generation moved on; the Session does not know yet
+		close(write)
+		<-store.refused // the Write's append, with the old generation
+		close(store.release)
+		if err := <-wrote; err != nil {
+			t.Fatalf("Write during the takeover: %v", err)
+		}
+		w2, err := recv(ws2)
+		if err != nil || !w2.resumed {
+			t.Fatalf("second welcome %+v %v: want the session resumed", w2, err)
+		}
+		recv(ws2) // S
+		if m, err := recv(ws2); err != nil || string(m.payload) != "during the takeover" {
+			t.Fatalf("got %+v %v, want the message written during the takeover", m, err)
+		}
+		if n := serves.Load(); n != 1 {
+			t.Errorf("the serve function ran %d times, want once", n)
+		}
+	})
 }

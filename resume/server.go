@@ -255,7 +255,7 @@ func (srv *Server) attach(id string, peer limits) (*Session, bool, error) {
 	ctx, cancel := context.WithTimeout(srv.ctx, storeTimeout)
 	defer cancel()
 	if id != noSession {
-		mu := &srv.attachMu[maphash.String(srv.seed, id)%uint64(len(srv.attachMu))]
+		mu := srv.attachLock(id)
 		mu.Lock()
 		defer mu.Unlock()
 		rec, err := srv.store.Take(ctx, id, time.Now().Add(srv.cfg.window))
@@ -283,6 +283,20 @@ func (srv *Server) attach(id string, peer limits) (*Session, bool, error) {
 		srv.counts.started.Add(1)
 	}
 	return s, false, err
+}
+
+// attachLock returns the lock that attach holds for session id from its
+// Store.Take to adopt's new generation.
+func (srv *Server) attachLock(id string) *sync.Mutex {
+	return &srv.attachMu[maphash.String(srv.seed, id)%uint64(len(srv.attachMu))]
+}
+
+// waitAttach waits for an attach of session id that is under way, if
+// any: until its new generation is known to the Session.
+func (srv *Server) waitAttach(id string) {
+	mu := srv.attachLock(id)
+	mu.Lock()
+	defer mu.Unlock()
 }
 
 // adopt continues a session taken over from the Store: this server's own

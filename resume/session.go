@@ -607,7 +607,13 @@ func (s *Session) renew() {
 
 // update applies u to the session's Record, with the expiry renewed. A
 // takeover by a newer connection on this server moves the generation on:
-// the update is then made again with it.
+// the update is then made again with it. Such a takeover may be between
+// its Store.Take, which moved the generation on, and adopt, which tells
+// this Session: so an update refused as moved waits for the attach under
+// way (its lock) before it decides that another server took the session.
+// Deciding sooner ended the session here under its own takeover: the
+// serve function ran again, and what the first one had read and not yet
+// answered lost its answer.
 func (s *Session) update(u Update) error {
 	ctx := s.ctx // bounded by the session's life here: a timer per call would cost one per message
 	if u.Expires.IsZero() {
@@ -619,6 +625,7 @@ func (s *Session) update(u Update) error {
 		s.mu.Unlock()
 		err := s.srv.store.Update(ctx, s.id, gen, u)
 		if errors.Is(err, ErrSessionMoved) {
+			s.srv.waitAttach(s.id)
 			s.mu.Lock()
 			again := s.gen != gen
 			s.mu.Unlock()
