@@ -256,7 +256,8 @@ func connEnd(err error) Disconnect {
 		// reason it gives last; make the code visible to
 		// websocket.CloseStatus, as for a code received.
 		d.Code, d.Reason = websocket.StatusMessageTooBig, sentReason(err, websocket.ErrMessageTooBig.Error()+": ")
-		d.Err = fmt.Errorf("%w (sent %w)", err, websocket.CloseError{Code: d.Code, Reason: d.Reason})
+		d.Err = fmt.Errorf("%w (sent %w); to read larger messages, raise the limit (32 KiB by default) with ws.SetReadLimit in the DialFunc or OnConnect",
+			err, websocket.CloseError{Code: d.Code, Reason: d.Reason})
 	case isProtocolViolation(err):
 		d.Code, d.Reason = websocket.StatusProtocolError, sentReason(err, "")
 		d.Err = fmt.Errorf("wsreconnect: the peer broke the protocol: %w (sent %w)", err, websocket.CloseError{Code: d.Code, Reason: d.Reason})

@@ -154,30 +154,34 @@ type Conn struct {
 
 	// base carries the values of Dial's ctx, never its cancellation.
 	base context.Context
-	// end ends when the Conn enters closed: every attempt's, session's
-	// and callback's ctx derives from it.
+	// end ends when the Conn enters closed: the callbacks, the dial
+	// limiter and Read wait on it.
 	end    context.Context
 	cancel context.CancelFunc
 
-	done        chan struct{} // closed when the supervisor has returned
-	first       chan error    // the outcome of the first connection, for Dial
-	closeCalled atomic.Bool   // Close or CloseNow was called (set under mu)
+	done  chan struct{} // closed when the supervisor has returned
+	first chan error    // the outcome of the first connection, for Dial
 
 	inbox inbox
 	cur   atomic.Pointer[session] // the live session, for Write's fast path; set and cleared by to
+	trace *tracer                 // nil without WithTrace
 
-	mu        sync.Mutex
-	life      life
-	sess      *session      // from settingUp until the supervisor has retired it
-	changed   chan struct{} // closed and replaced on every change of state
-	wake      chan struct{} // cuts the supervisor's wait short (cap 1)
-	wakeNow   bool          // a Reconnect asked for no wait before the next dial
-	stopErr   error         // why the Conn ended, when the policy stopped it
-	closeErr  error         // the close handshake's error, for Close
-	firstSent bool
-	queue     []message // the send queue (WithSendQueue), oldest first
-	unsent    error     // an *UnsentError once the Conn has ended with a queue
-	counts    counts    // for Stats
+	mu         sync.Mutex
+	cancelDial context.CancelFunc // ends the dial under way, if any (Close)
+	sess       *session           // from settingUp until the supervisor has retired it
+	changed    chan struct{}      // closed and replaced on every change of state
+	wake       chan struct{}      // cuts the supervisor's wait short (cap 1)
+	stopErr    error              // why the Conn ended, when the policy stopped it
+	closeErr   error              // the close handshake's error, for Close
+	queue      []message          // the send queue (WithSendQueue), oldest first
+	unsent     error              // an *UnsentError once the Conn has ended with a queue
+	counts     counts             // for Stats
+
+	// The small ones together, so that an idle Conn stays in its size class.
+	closeCalled atomic.Bool // Close or CloseNow was called (set under mu)
+	life        life
+	wakeNow     bool // a Reconnect asked for no wait before the next dial
+	firstSent   bool
 }
 
 // Dial starts a Conn and returns once its first connection is up (after
@@ -213,6 +217,9 @@ func Dial(ctx context.Context, dial DialFunc, opts ...Option) (*Conn, error) {
 	}
 	c.end, c.cancel = context.WithCancel(c.base)
 	c.counts.downSince = time.Now()
+	if len(cfg.traces) > 0 {
+		c.trace = &tracer{traces: cfg.traces}
+	}
 	go c.run()
 
 	select {
@@ -254,7 +261,7 @@ func (c *Conn) Read(ctx context.Context) (websocket.MessageType, []byte, error) 
 	m, ok, err := c.inbox.take(ctx, c.end.Done())
 	switch {
 	case err != nil:
-		return 0, nil, err
+		return 0, nil, fmt.Errorf("wsreconnect: read: %w", err)
 	case !ok:
 		return 0, nil, c.endErr()
 	}
@@ -419,6 +426,29 @@ func (c *Conn) Reconnect() {
 	c.mu.Unlock()
 }
 
+// WaitConnected waits until a connection serves Read and Write (State is
+// StateConnected): after Dial, after Reconnect, while the Conn reconnects.
+// It returns nil then; ctx's error (wrapped) if ctx ends first; and, once
+// the Conn has ended, what Err says.
+func (c *Conn) WaitConnected(ctx context.Context) error {
+	for {
+		c.mu.Lock()
+		l, ch := c.life, c.changed
+		c.mu.Unlock()
+		switch l {
+		case live:
+			return nil
+		case closed:
+			return c.endErr()
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("wsreconnect: waiting for a connection: %w", ctx.Err())
+		}
+	}
+}
+
 // Done returns a channel that is closed once the Conn has ended (Close,
 // CloseNow or a policy stop) and all its goroutines are gone (see Close
 // about the application's callbacks).
@@ -439,7 +469,7 @@ func (c *Conn) Err() error {
 // "" when none was or while the Conn is reconnecting.
 func (c *Conn) Subprotocol() string {
 	if s := c.cur.Load(); s != nil {
-		return s.subprotocol
+		return s.ws.Subprotocol()
 	}
 	return ""
 }
@@ -478,6 +508,9 @@ func (c *Conn) to(n life, s *session) bool {
 		panic(fmt.Sprintf("wsreconnect: internal error: %v → %v", from, n))
 	}
 	c.life = n
+	if c.trace != nil && from.public() != n.public() {
+		c.trace.emit(traceEvent{kind: evState, state: n.public()})
+	}
 	switch n {
 	case dialing:
 		// A Reconnect from before this attempt is answered by it.
@@ -493,6 +526,7 @@ func (c *Conn) to(n life, s *session) bool {
 		s.outage = c.counts.connectedLocked(time.Now())
 		c.counts.attempt = c.counts.dials
 		c.cur.Store(s)
+		c.emit(traceEvent{kind: evConnected, attempt: c.counts.dials, d: s.outage, text: s.ws.Subprotocol()})
 		c.sendFirst(nil)
 	case ending:
 		s.end()
@@ -510,6 +544,7 @@ func (c *Conn) to(n life, s *session) bool {
 		if n := len(c.queue); n > 0 {
 			c.unsent = &UnsentError{Count: n}
 			c.queue = nil
+			c.emit(traceEvent{kind: evQueue})
 		}
 		if !c.counts.downSince.IsZero() {
 			c.counts.downtime += time.Since(c.counts.downSince)
@@ -517,7 +552,13 @@ func (c *Conn) to(n life, s *session) bool {
 		}
 		c.sendFirst(ErrClosed)
 		c.cancel()
+		if c.cancelDial != nil {
+			c.cancelDial()
+		}
 		signal(c.wake)
+		if c.trace != nil {
+			c.trace.stop()
+		}
 	}
 	close(c.changed)
 	c.changed = make(chan struct{})
@@ -544,6 +585,13 @@ func (c *Conn) endErr() error {
 		return c.stopErr
 	}
 	return ErrClosed
+}
+
+// emit queues ev for the Conn's Traces, if it has any.
+func (c *Conn) emit(ev traceEvent) {
+	if c.trace != nil {
+		c.trace.emit(ev)
+	}
 }
 
 // isClosed reports whether the Conn has entered closed.

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"time"
 
@@ -52,10 +53,14 @@ func (d Disconnect) String() string {
 	}
 	s := d.what() + ": "
 	if d.Reconnect {
-		return s + fmt.Sprintf("%v in %v", d.Decision, d.Delay)
+		return s + fmt.Sprintf("%v in %v", d.Decision, d.Delay.Round(time.Millisecond))
 	}
 	return s + "stop"
 }
+
+// seconds is d in seconds, to the microsecond, for JSON: no float noise
+// (5.120275, not 5.1202752910000005).
+func seconds(d time.Duration) float64 { return math.Round(d.Seconds()*1e6) / 1e6 }
 
 // MarshalJSON renders a Disconnect for expvar and metrics systems: field
 // names in snake_case, durations as seconds (the unit in the name), the
@@ -76,8 +81,8 @@ func (d Disconnect) MarshalJSON() ([]byte, error) {
 		Decision          string  `json:"decision"`
 		Reconnect         bool    `json:"reconnect"`
 		DelaySeconds      float64 `json:"delay_seconds"`
-	}{int(d.Code), d.Reason, d.HTTPStatus, d.RetryAfter.Seconds(), errText, d.Uptime.Seconds(),
-		d.Attempt, d.Decision.key(), d.Reconnect, d.Delay.Seconds()})
+	}{int(d.Code), d.Reason, d.HTTPStatus, seconds(d.RetryAfter), errText, seconds(d.Uptime),
+		d.Attempt, d.Decision.key(), d.Reconnect, seconds(d.Delay)})
 }
 
 // what says what ended the connection or attempt, and which attempt it was.

@@ -21,6 +21,11 @@ var (
 	// ErrSendQueueFull is returned by Write when the send queue (see
 	// WithSendQueue) is full.
 	ErrSendQueueFull = errors.New("wsreconnect: send queue full")
+
+	// ErrRetriesExhausted is wrapped by the *StopError of a Conn that
+	// stopped because its schedule gave up (a backoff.WithMaxRetries of
+	// WithBackOff, say: backoff.Stop), not because the policy said Stop.
+	ErrRetriesExhausted = errors.New("wsreconnect: the backoff schedule gave up (retries exhausted)")
 )
 
 // UnsentError is returned by Close and CloseNow when messages in the send
@@ -40,13 +45,25 @@ func (e *UnsentError) Error() string {
 type StopError struct {
 	Disconnect Disconnect
 	connected  bool // a connection was ever made
+	exhausted  bool // the schedule gave up, not the policy
 }
 
 func (e *StopError) Error() string {
+	prefix := "wsreconnect: stopped reconnecting after "
 	if !e.connected {
-		return "wsreconnect: giving up, never connected: " + e.Disconnect.what()
+		prefix = "wsreconnect: giving up, never connected: "
 	}
-	return "wsreconnect: stopped reconnecting after " + e.Disconnect.what()
+	if e.exhausted {
+		if e.connected {
+			prefix = "wsreconnect: stopped reconnecting: "
+		}
+		return prefix + ErrRetriesExhausted.Error()[len("wsreconnect: "):] + "; the last failure: " + e.Disconnect.what()
+	}
+	return prefix + e.Disconnect.what()
 }
 
 func (e *StopError) Unwrap() error { return e.Disconnect.Err }
+
+// Is reports whether target is ErrRetriesExhausted and the schedule, not
+// the policy, stopped the Conn.
+func (e *StopError) Is(target error) bool { return target == ErrRetriesExhausted && e.exhausted }

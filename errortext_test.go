@@ -10,8 +10,11 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"testing/synctest"
+	"time"
 
 	"github.com/coder/websocket"
+	"github.com/wsreconnect/wsreconnect/internal/wstest"
 )
 
 // dialHTTP dials a plain HTTP handler on loopback, as a WebSocket client
@@ -106,4 +109,58 @@ func TestEmptyDisconnectSaysNothingHappened(t *testing.T) {
 	if got := fmt.Sprint(Disconnect{}); got != "no disconnect yet" {
 		t.Fatalf("empty Disconnect prints %q", got)
 	}
+}
+
+// Read's errors say where they come from, as Write's do, and still match
+// the ctx's error.
+func TestReadErrorNamesRead(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := wstest.NewServer(wstest.Echo())
+		defer srv.Close()
+		c := mustDial(t, srv.PipeDial())
+		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+		defer cancel()
+		_, _, err := c.Read(ctx)
+		if !errors.Is(err, context.DeadlineExceeded) || !strings.HasPrefix(err.Error(), "wsreconnect: read: ") {
+			t.Fatalf("Read: %v", err)
+		}
+	})
+}
+
+// A URL the DialFunc's websocket.Dial cannot parse (no scheme) is shown as
+// typed, so that the mistake is visible, but for its credentials.
+func TestUnparseableURLShownWithoutCredentials(t *testing.T) {
+	for url, shown := range map[string]string{
+		"127.0.0.1:8080/feed?token=querysecret42":     "127.0.0.1:8080/feed?REDACTED",
+		"ws://user:pass42secret@127.0.0.1:80 80/feed": "ws://127.0.0.1:80 80/feed",
+	} {
+		_, err := Dial(t.Context(), func(ctx context.Context) (*websocket.Conn, *http.Response, error) {
+			return websocket.Dial(ctx, url, nil)
+		})
+		if err == nil {
+			t.Fatalf("Dial %s succeeded", url)
+		}
+		msg := err.Error()
+		if !strings.Contains(msg, shown) || strings.Contains(msg, "querysecret42") || strings.Contains(msg, "pass42secret") {
+			t.Errorf("Dial %s: %v; want it to show %s", url, err, shown)
+		}
+	}
+}
+
+// A message over the read limit stops the Conn (1009), and the error says
+// how to raise the limit.
+func TestOversizeMessageSaysHowToRaiseLimit(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		big := wstest.Step{Serve: func(ctx context.Context, ws *websocket.Conn) {
+			ws.Write(ctx, websocket.MessageBinary, make([]byte, 40<<10))
+			<-ctx.Done()
+		}}
+		srv := wstest.NewServer(big)
+		defer srv.Close()
+		c := mustDial(t, srv.PipeDial())
+		_, _, err := c.Read(t.Context())
+		if websocket.CloseStatus(err) != websocket.StatusMessageTooBig || !strings.Contains(err.Error(), "SetReadLimit") {
+			t.Fatalf("Read: %v", err)
+		}
+	})
 }

@@ -251,6 +251,7 @@ func (hb *heartbeat) newProbe(now time.Time) func() {
 	s := hb.s
 	return func() {
 		var err error
+		s.c.emit(traceEvent{kind: evPingSent})
 		if hb.pingFunc != nil {
 			ctx, cancel := context.WithTimeout(hb.ctx, hb.timeout)
 			err, _ = callback(s.c, func() error { return hb.pingFunc(ctx, s.ws) }, nil)
@@ -258,10 +259,12 @@ func (hb *heartbeat) newProbe(now time.Time) func() {
 			// Its answer is whatever arrives next: evidence, not a pong.
 		} else {
 			ctx, cancel := context.WithTimeout(hb.ctx, max(hb.timeout, pingWriteBound))
+			sent := time.Now()
 			err = s.ws.Ping(ctx)
 			cancel()
 			if err == nil {
 				s.evidence()
+				s.c.emit(traceEvent{kind: evPingAnswered, d: time.Since(sent)})
 			}
 		}
 		if err != nil && hb.ctx.Err() == nil {

@@ -42,12 +42,12 @@ type inbox struct {
 	dropped   bool // Close was called: nothing more is kept
 
 	avail     chan struct{} // a message arrived while Reads waited (cap 1)
-	heldAvail chan struct{} // likewise, for ReadOnConnect (cap 1)
+	heldAvail chan struct{} // likewise, for ReadOnConnect (cap 1; made by the first hold)
 	room      chan struct{} // a Read made room while the pump waited (cap 1)
 }
 
 func newInbox() inbox {
-	return inbox{avail: make(chan struct{}, 1), heldAvail: make(chan struct{}, 1), room: make(chan struct{}, 1)}
+	return inbox{avail: make(chan struct{}, 1), room: make(chan struct{}, 1)}
 }
 
 func signal(ch chan struct{}) {
@@ -67,9 +67,9 @@ func (in *inbox) push(m message) int {
 	}
 	if in.holding {
 		in.held = append(in.held, m)
-		n := len(in.held)
+		n, avail := len(in.held), in.heldAvail
 		in.mu.Unlock()
-		signal(in.heldAvail)
+		signal(avail)
 		return n
 	}
 	if in.head > 0 && len(in.msgs) == cap(in.msgs) {
@@ -162,6 +162,9 @@ func (in *inbox) hold() {
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	in.holding, in.held = true, nil
+	if in.heldAvail == nil {
+		in.heldAvail = make(chan struct{}, 1)
+	}
 }
 
 // unhold ends holding: deliver hands the messages OnConnect did not read
@@ -201,9 +204,10 @@ func (in *inbox) takeHeld(ctx context.Context, ended <-chan struct{}) (m message
 			return message{}, false, nil
 		default:
 		}
+		avail := in.heldAvail
 		in.mu.Unlock()
 		select {
-		case <-in.heldAvail:
+		case <-avail:
 		case <-ended:
 		case <-ctx.Done():
 			err = ctx.Err()
@@ -248,7 +252,10 @@ func (in *inbox) drop() {
 	in.dropped = true
 	clear(in.msgs)
 	in.msgs, in.head, in.held = nil, 0, nil
+	held := in.heldAvail
 	in.mu.Unlock()
 	signal(in.room)
-	signal(in.heldAvail)
+	if held != nil {
+		signal(held)
+	}
 }

@@ -519,12 +519,44 @@ func TestEndCauseRanking(t *testing.T) {
 		{"a stale ctx alone explains a closed connection", &session{writeCtxErr: stale, readErr: net.ErrClosed}, stale},
 		{"the peer's close frame over a write error", &session{writeErr: broken, readErr: peer}, peer},
 		{"a requested reconnect over the peer's answer", &session{requested: true, readErr: peer}, ErrReconnectRequested},
-		{"OnConnect's error, which sent its close frame, over the answer", &session{setupErr: stale, setupEnded: true, readErr: peer}, stale},
-		{"the peer's close frame over OnConnect's error once the connection was gone", &session{setupErr: stale, readErr: peer}, peer},
+		{"OnConnect's error, which sent its close frame, over the answer", &session{setup: &setupState{err: stale, ended: true}, readErr: peer}, stale},
+		{"the peer's close frame over OnConnect's error once the connection was gone", &session{setup: &setupState{err: stale}, readErr: peer}, peer},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			if got := tt.s.cause(); !errors.Is(got, tt.want) {
 				t.Fatalf("cause %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+// A server that closes the connection while OnConnect writes: OnConnect
+// fails because the connection is gone, and the Disconnect says what the
+// server said (1012, the service restarts), not the write that failed
+// because of it, which the policy would count as a failed attempt.
+func TestServerCloseDuringOnConnectReportedAsTheServersCode(t *testing.T) {
+	for range 20 {
+		synctest.Test(t, func(t *testing.T) {
+			srv := wstest.NewServer(wstest.CloseWith(websocket.StatusServiceRestart, "restart"), wstest.Echo())
+			defer srv.Close()
+			rec := &recorder{}
+			var calls atomic.Int64
+			c := mustDial(t, srv.PipeDial(), rec.option(), WithHeartbeat(0, 0), WithOnConnect(func(ctx context.Context, ws *websocket.Conn) error {
+				if calls.Add(1) > 1 {
+					return nil
+				}
+				for {
+					if err := ws.Write(ctx, websocket.MessageText, []byte("hello")); err != nil {
+						return err
+					}
+				}
+			}))
+			if err := c.WaitConnected(t.Context()); err != nil {
+				t.Fatalf("WaitConnected: %v", err)
+			}
+			ds := rec.all()
+			if len(ds) != 1 || ds[0].Code != websocket.StatusServiceRestart {
+				t.Fatalf("disconnects %v, want one with the server's 1012", ds)
 			}
 		})
 	}

@@ -67,6 +67,8 @@ type config struct {
 
 	sendQueue int
 
+	traces []Trace
+
 	errs []error // problems found while applying options
 }
 
@@ -182,7 +184,7 @@ func ReadOnConnect(ctx context.Context) (websocket.MessageType, []byte, error) {
 	if s == nil {
 		return 0, nil, errors.New("wsreconnect: ReadOnConnect called outside OnConnect")
 	}
-	m, ok, err := s.c.inbox.takeHeld(ctx, s.ctx.Done())
+	m, ok, err := s.c.inbox.takeHeld(ctx, s.setup.ctx.Done())
 	switch {
 	case err != nil:
 		return 0, nil, fmt.Errorf("wsreconnect: ReadOnConnect: %w", err)

@@ -26,7 +26,7 @@ const handshakeReads = true
 // its answer: coder/websocket's Close has returned. s.mu is held.
 func (s *session) handshakeAnswered() bool {
 	select {
-	case <-s.shakeDone:
+	case <-s.shake.done:
 		return true
 	default:
 		return false

@@ -80,6 +80,7 @@ func TestSendQueueFlushesInOrderAfterOnConnect(t *testing.T) {
 				t.Fatalf("got %q, want %q", got, want)
 			}
 		}
+		synctest.Wait() // the last write of the flush returns just after its echo can arrive
 		if q := c.Stats().Queued; q != 0 {
 			t.Fatalf("Stats().Queued = %d after the flush", q)
 		}

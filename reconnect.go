@@ -22,6 +22,7 @@ func (c *Conn) run() {
 	defer close(c.done)
 	sched := newSchedules(&c.cfg)
 	for {
+		exhausted := false // the schedule, not the policy, stopped
 		d, ok := c.attempt()
 		if !ok {
 			return
@@ -35,31 +36,49 @@ func (c *Conn) run() {
 			// The application asked: no policy, no schedule, no wait.
 			d.Decision, d.Reconnect, d.Delay = Retry, true, 0
 		} else {
-			dec, ok := callback(c, func() Decision { return c.cfg.policy(d) }, nil)
+			dec, ok := c.decide(d)
 			if !ok {
 				return
 			}
 			d.Decision = dec
 			d.Delay, d.Reconnect = sched.next(d.Decision, d.RetryAfter)
 			if !d.Reconnect {
+				exhausted = dec == Retry || dec == RetryOverload
 				d.Decision, d.Delay = Stop, 0
 			}
 		}
-		c.recordDisconnect(d)
+		c.recordDisconnect(d, exhausted)
 		c.logDisconnect(d)
-		if fn := c.cfg.onDisconnect; fn != nil {
-			if _, ok := callback(c, func() struct{} { fn(d); return struct{}{} }, nil); !ok {
-				return
-			}
+		c.emit(traceEvent{kind: evDisconnected, disconnect: d})
+		if !c.tell(d) {
+			return
 		}
 		if !d.Reconnect {
-			c.stop(d)
+			c.stop(d, exhausted)
 			return
 		}
 		if !c.sleep(d.Delay) {
 			return
 		}
 	}
+}
+
+// decide asks the policy about d. (d is a parameter, so that only this
+// copy escapes to the callback's goroutine, not the supervisor's loop
+// variable, which an idle Conn would then keep on the heap.)
+func (c *Conn) decide(d Disconnect) (Decision, bool) {
+	return callback(c, func() Decision { return c.cfg.policy(d) }, nil)
+}
+
+// tell tells OnDisconnect of d, if there is one; false once the Conn is
+// closed.
+func (c *Conn) tell(d Disconnect) bool {
+	fn := c.cfg.onDisconnect
+	if fn == nil {
+		return true
+	}
+	_, ok := callback(c, func() struct{} { fn(d); return struct{}{} }, nil)
+	return ok
 }
 
 // attempt makes one attempt, from dialing: it dials, sets the connection
@@ -75,6 +94,13 @@ func (c *Conn) attempt() (Disconnect, bool) {
 	ok := c.to(settingUp, s)
 	// With nothing to set up, the connection is live before it is read.
 	ready := ok && c.cfg.onConnect == nil && len(c.queue) == 0 && c.to(live, s)
+	if ok && !ready {
+		// The setup's ctx ends with the session (end, under c.mu). Not
+		// derived from c.end: the Conn would keep the map of its children
+		// for good.
+		ctx, cancel := context.WithCancel(c.base)
+		s.setup = &setupState{ctx: ctx, cancel: cancel, done: make(chan struct{})}
+	}
 	c.mu.Unlock()
 	switch {
 	case !ok:
@@ -87,9 +113,8 @@ func (c *Conn) attempt() (Disconnect, bool) {
 		if c.cfg.onConnect != nil {
 			c.inbox.hold() // for OnConnect (ReadOnConnect), before the pump reads
 		}
-		s.setupDone = make(chan struct{})
 		s.task(func() {
-			defer close(s.setupDone)
+			defer close(s.setup.done)
 			c.setup(s)
 		})
 	}
@@ -102,8 +127,8 @@ func (c *Conn) attempt() (Disconnect, bool) {
 		// The connection is gone: OnConnect's and the send queue's ctx end,
 		// and what they make of it decides whether it was ever up (so that
 		// it does not depend on whether the pump saw the end first).
-		s.cancel()
-		<-s.setupDone
+		s.setup.cancel()
+		<-s.setup.done
 	}
 	c.ends(s, func() {})
 	s.retire()
@@ -135,9 +160,7 @@ func (c *Conn) ends(s *session, record func()) bool {
 // says how s ended; false once the Conn is closed (Close then learns how
 // its handshake went).
 func (c *Conn) retired(s *session) (Disconnect, bool) {
-	s.mu.Lock()
-	closeErr := s.closeErr
-	s.mu.Unlock()
+	closeErr := s.closeErr()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	d := c.sessionEnd(s)
@@ -153,7 +176,7 @@ func (c *Conn) retired(s *session) (Disconnect, bool) {
 func (c *Conn) sessionEnd(s *session) Disconnect {
 	err := s.cause()
 	var d Disconnect
-	if err == s.setupErr {
+	if s.setup != nil && err == s.setup.err {
 		d.Err = err
 		var ce websocket.CloseError
 		if errors.As(err, &ce) {
@@ -176,7 +199,7 @@ func (c *Conn) sessionEnd(s *session) Disconnect {
 // what the pump read meanwhile (the server's close frame, say) may say why.
 func (c *Conn) setup(s *session) {
 	if fn := c.cfg.onConnect; fn != nil {
-		ctx, cancel := context.WithTimeout(s.ctx, c.cfg.dialTimeout)
+		ctx, cancel := context.WithTimeout(s.setup.ctx, c.cfg.dialTimeout)
 		ctx = context.WithValue(ctx, onConnectKey{}, s)
 		err, ok := callback(c, func() error { return fn(ctx, s.ws) }, nil)
 		cancel()
@@ -186,9 +209,13 @@ func (c *Conn) setup(s *session) {
 		if err != nil {
 			c.inbox.unhold(false)
 			if c.ends(s, func() {
-				s.setupErr = fmt.Errorf("wsreconnect: OnConnect: %w", err)
+				s.setup.err = fmt.Errorf("wsreconnect: OnConnect: %w", err)
 				// Its close frame follows: the answer says nothing new.
-				s.setupEnded = c.sess == s && c.life == settingUp && s.readErr == nil
+				// Unless the connection was gone when OnConnect failed:
+				// then what the pump reads (the server's close frame,
+				// say) is why, and OnConnect's error only its echo.
+				s.setup.ended = c.sess == s && c.life == settingUp && s.readErr == nil &&
+					!errors.Is(err, net.ErrClosed)
 			}) {
 				code, reason := websocket.StatusNormalClosure, "OnConnect failed"
 				var ce websocket.CloseError
@@ -219,7 +246,7 @@ func (c *Conn) setup(s *session) {
 		}
 		m := c.queue[0]
 		c.mu.Unlock()
-		err := s.write(s.ctx, m.typ, m.data)
+		err := s.write(s.setup.ctx, m.typ, m.data)
 		if err != nil {
 			// The message stays at the head of the queue.
 			if c.ends(s, func() {
@@ -235,16 +262,17 @@ func (c *Conn) setup(s *session) {
 		if len(c.queue) > 0 { // Close may have dropped it
 			c.queue[0] = message{}
 			c.queue = c.queue[1:]
+			c.emit(traceEvent{kind: evQueue, depth: len(c.queue)})
 		}
 		c.mu.Unlock()
 	}
 }
 
-// stop ends the Conn as the policy decided, after d.
-func (c *Conn) stop(d Disconnect) {
+// stop ends the Conn as the policy (or the schedule) decided, after d.
+func (c *Conn) stop(d Disconnect, exhausted bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.stopErr = &StopError{Disconnect: d, connected: c.counts.connects > 0}
+	c.stopErr = &StopError{Disconnect: d, connected: c.counts.connects > 0, exhausted: exhausted}
 	c.to(closed, nil)
 }
 
@@ -256,12 +284,28 @@ func (c *Conn) stop(d Disconnect) {
 func (c *Conn) dialAttempt() (*websocket.Conn, net.Conn, Disconnect) {
 	c.mu.Lock()
 	c.counts.dials++
+	attempt := c.counts.dials
 	c.mu.Unlock()
 	if err := c.waitLimiter(); err != nil {
 		return nil, nil, Disconnect{Err: err}
 	}
-	ctx, cancel := context.WithTimeout(c.end, c.cfg.dialTimeout)
+	start := time.Now()
+	c.emit(traceEvent{kind: evDialStart, attempt: attempt})
+	// Not derived from c.end (the Conn would keep the map of its children
+	// for good): Close cancels it through c.cancelDial.
+	ctx, cancel := context.WithTimeout(c.base, c.cfg.dialTimeout)
 	defer cancel()
+	c.mu.Lock()
+	if c.life == closed {
+		cancel()
+	}
+	c.cancelDial = cancel
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		c.cancelDial = nil
+		c.mu.Unlock()
+	}()
 	var (
 		mu      sync.Mutex
 		netConn net.Conn
@@ -297,6 +341,7 @@ func (c *Conn) dialAttempt() (*websocket.Conn, net.Conn, Disconnect) {
 		err = errNoConnection
 	}
 	if err == nil {
+		c.emit(traceEvent{kind: evDialDone, attempt: attempt, d: time.Since(start)})
 		mu.Lock()
 		defer mu.Unlock()
 		if tc, ok := netConn.(*tls.Conn); ok {
@@ -308,7 +353,9 @@ func (c *Conn) dialAttempt() (*websocket.Conn, net.Conn, Disconnect) {
 		closeNow(ws)
 	}
 	err = describeDialError(redact(err), ctx, c.isClosed(), c.cfg.dialTimeout.String())
-	return nil, nil, dialEnd(err, resp, time.Now(), c.cfg.maxRetryAfter)
+	d := dialEnd(err, resp, time.Now(), c.cfg.maxRetryAfter)
+	c.emit(traceEvent{kind: evDialDone, attempt: attempt, d: time.Since(start), err: d.Err, status: d.HTTPStatus})
+	return nil, nil, d
 }
 
 // waitLimiter waits on the dial limiter, if there is one, until Close.
@@ -350,6 +397,7 @@ func (c *Conn) sleep(d time.Duration) bool {
 	}
 	if d > 0 {
 		c.counts.nextAttempt = time.Now().Add(d)
+		c.emit(traceEvent{kind: evWaitStart, d: d})
 	}
 	c.mu.Unlock()
 	if d > 0 {
@@ -369,7 +417,7 @@ func (c *Conn) sleep(d time.Duration) bool {
 
 // recordDisconnect counts d, and lets Dial return a final failure before
 // the first connection.
-func (c *Conn) recordDisconnect(d Disconnect) {
+func (c *Conn) recordDisconnect(d Disconnect, exhausted bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.counts.last = d
@@ -378,7 +426,7 @@ func (c *Conn) recordDisconnect(d Disconnect) {
 		c.counts.disconnects[d.Decision]++
 	}
 	if !d.Reconnect {
-		c.sendFirst(&StopError{Disconnect: d, connected: c.counts.connects > 0})
+		c.sendFirst(&StopError{Disconnect: d, connected: c.counts.connects > 0, exhausted: exhausted})
 	}
 }
 
@@ -393,8 +441,8 @@ func (c *Conn) logConnect(s *session) {
 	c.mu.Unlock()
 	c.logger().LogAttrs(context.Background(), slog.LevelInfo, "wsreconnect: connected",
 		slog.Int("attempt", attempt),
-		slog.Duration("downtime", outage),
-		slog.String("subprotocol", s.subprotocol),
+		slog.Duration("downtime", outage.Round(time.Millisecond)),
+		slog.String("subprotocol", s.ws.Subprotocol()),
 	)
 }
 
@@ -413,10 +461,10 @@ func (c *Conn) logDisconnect(d Disconnect) {
 		slog.String("reason", d.Reason),
 		slog.Int("http_status", d.HTTPStatus),
 		slog.Duration("retry_after", d.RetryAfter),
-		slog.Duration("uptime", d.Uptime),
+		slog.Duration("uptime", d.Uptime.Round(time.Millisecond)),
 		slog.Int("attempt", d.Attempt),
 		slog.String("decision", d.Decision.key()),
-		slog.Duration("delay", d.Delay),
+		slog.Duration("delay", d.Delay.Round(time.Millisecond)),
 	}
 	if d.Err != nil {
 		attrs = append(attrs, slog.String("err", d.Err.Error()))

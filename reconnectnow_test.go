@@ -75,16 +75,7 @@ func (r *closeRecorder) step() wstest.Step {
 
 // writeServerFrame writes one unmasked frame with FIN set.
 func writeServerFrame(w io.Writer, opcode byte, p []byte) error {
-	h := []byte{0x80 | opcode}
-	switch n := len(p); {
-	case n < 126:
-		h = append(h, byte(n))
-	case n <= 0xffff:
-		h = binary.BigEndian.AppendUint16(append(h, 126), uint16(n))
-	default:
-		h = binary.BigEndian.AppendUint64(append(h, 127), uint64(n))
-	}
-	_, err := w.Write(append(h, p...))
+	_, err := w.Write(serverFrame(true, opcode, p))
 	return err
 }
 

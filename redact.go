@@ -38,9 +38,11 @@ func redact(err error) error {
 }
 
 // redactURL replaces rawURL, wherever err's message mentions it, by the URL
-// without user info, query and fragment.
+// without user info, query and fragment. A URL that does not parse (one
+// without a scheme, say) is shown as typed but for those parts: the
+// mistake must stay visible, the credentials must not.
 func redactURL(err error, rawURL string) error {
-	safe := "<unparseable URL>"
+	safe := redactUnparsed(rawURL)
 	if u, perr := url.Parse(rawURL); perr == nil {
 		u.User = nil
 		if u.RawQuery != "" {
@@ -54,6 +56,31 @@ func redactURL(err error, rawURL string) error {
 		return err
 	}
 	return &redactedError{msg: strings.ReplaceAll(msg, rawURL, safe), err: err}
+}
+
+// redactUnparsed drops from raw, a URL that does not parse, what looks like
+// user info (up to an '@' before the path), the query and the fragment.
+func redactUnparsed(raw string) string {
+	s := raw
+	if i := strings.IndexByte(s, '#'); i >= 0 {
+		s = s[:i]
+	}
+	query := ""
+	if i := strings.IndexByte(s, '?'); i >= 0 {
+		s, query = s[:i], "?REDACTED"
+	}
+	start := 0
+	if i := strings.Index(s, "//"); i >= 0 {
+		start = i + 2
+	}
+	end := len(s)
+	if i := strings.IndexByte(s[start:], '/'); i >= 0 {
+		end = start + i
+	}
+	if at := strings.LastIndexByte(s[start:end], '@'); at >= 0 {
+		s = s[:start] + s[start+at+1:]
+	}
+	return s + query
 }
 
 type redactedError struct {

@@ -14,6 +14,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -556,6 +557,10 @@ func TestWithBackOffMaxRetriesEndToEnd(t *testing.T) {
 		d := se.Disconnect
 		if d.HTTPStatus != 502 || d.Attempt != 3 || d.Reconnect || d.Decision != Stop || d.Delay != 0 {
 			t.Fatalf("final disconnect %+v", d)
+		}
+		// It says that the schedule gave up, not that a 502 stops.
+		if !errors.Is(err, ErrRetriesExhausted) || !strings.Contains(err.Error(), "(retries exhausted); the last failure: the server refused the handshake: 502") {
+			t.Fatalf("Dial error %q, want it to say that the retries ran out, and the last failure", err)
 		}
 		ds := rec.all()
 		if len(ds) != 3 {

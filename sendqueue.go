@@ -11,8 +11,10 @@ import (
 // (see Conn.setup). c.mu must be held.
 func (c *Conn) enqueueLocked(typ websocket.MessageType, p []byte) error {
 	if len(c.queue) >= c.cfg.sendQueue {
+		c.emit(traceEvent{kind: evQueue, depth: len(c.queue), full: true})
 		return ErrSendQueueFull
 	}
 	c.queue = append(c.queue, message{typ, bytes.Clone(p)})
+	c.emit(traceEvent{kind: evQueue, depth: len(c.queue)})
 	return nil
 }

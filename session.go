@@ -20,17 +20,16 @@ import (
 // concurrently. What ended it is recorded by whoever saw it, in the fields
 // under the Conn's mu, and ranked once, by cause.
 type session struct {
-	c           *Conn
-	ws          *websocket.Conn
-	netConn     net.Conn // the socket under ws, if the dial revealed it
-	born        time.Time
-	subprotocol string
-	outage      time.Duration // how long the Conn was without a connection before this one (set under c.mu)
+	c       *Conn
+	ws      *websocket.Conn
+	netConn net.Conn // the socket under ws, if the dial revealed it
+	born    time.Time
+	outage  time.Duration // how long the Conn was without a connection before this one (set under c.mu)
 
-	// ctx ends when the session ends (or the Conn is closed): the ctx of
-	// OnConnect and of the send queue's writes.
-	ctx    context.Context
-	cancel context.CancelFunc
+	// setup is the state of the session's setup (OnConnect, the send
+	// queue); nil when it had none, so that an idle Conn keeps no more than
+	// it needs. Set under c.mu.
+	setup *setupState
 
 	// Evidence of life for the heartbeat (see evidence), counted rather
 	// than timed: a clock read costs more than the rest of the bookkeeping
@@ -43,9 +42,8 @@ type session struct {
 
 	// The pump and the close handshake take turns at reading (see
 	// closeHandshake): inMsg while the pump reads a message's payload,
-	// closing once the handshake wants to read; msgDone wakes it.
+	// closing once the handshake wants to read (shake is set by then).
 	inMsg, closing atomic.Bool
-	msgDone        chan struct{}
 	pumpEnded      atomic.Bool // serve has returned
 
 	// ended is set, and endedCh closed, once the session is ending (by
@@ -57,23 +55,17 @@ type session struct {
 
 	// What ended it, recorded under c.mu by whoever saw it (see cause).
 	requested   bool          // Reconnect was called while it was set up or live
-	setupErr    error         // OnConnect's error
-	setupEnded  bool          // and it ended the session: its close frame followed
 	death       error         // the heartbeat's verdict
 	readErr     error         // what ended the pump
 	writeErr    error         // a failed Write that broke the connection
 	writeCtxErr error         // a Write whose ctx ended: coder/websocket closes a connection whose write ctx ends mid-frame
 	wentLive    bool          // it was published
-	setupDone   chan struct{} // closed when the setup has returned (nil without one)
 	diedAt      time.Duration // when it began to end, since born
 
 	mu        sync.Mutex
-	closeErr  error // the close handshake's error (Close)
-	handshake bool  // a close handshake is under way
-	shakeDone chan struct{}
-	killed    bool // the connection has been closed without a handshake
-	killedCh  chan struct{}
-	retired   bool // the supervisor retires it: no task may start
+	shake     *shakeState // the close handshake, once one started
+	killed    bool        // the connection has been closed without a handshake
+	retired   bool        // the supervisor retires it: no task may start
 	killTimer *time.Timer
 	tasks     sync.WaitGroup // the setup, Writes, the close handshake, a pending kill
 
@@ -108,12 +100,27 @@ var errSessionEnded = errors.New("wsreconnect: the connection ended")
 // errClosing ends the pump when a close handshake takes over reading.
 var errClosing = fmt.Errorf("wsreconnect: closing: %w", net.ErrClosed)
 
+// setupState is what a session's setup needs.
+type setupState struct {
+	// ctx ends when the session ends (or the Conn is closed): the ctx of
+	// OnConnect and of the send queue's writes.
+	ctx    context.Context
+	cancel context.CancelFunc
+	done   chan struct{} // closed when the setup has returned
+	err    error         // OnConnect's error (under c.mu)
+	ended  bool          // and it ended the session: its close frame followed (under c.mu)
+}
+
+// shakeState is a close handshake's.
+type shakeState struct {
+	done    chan struct{} // closed when closeConn has returned
+	killed  chan struct{} // closed by kill
+	msgDone chan struct{} // the pump has finished the message it read (cap 1)
+	err     error         // the handshake's error (under s.mu)
+}
+
 func newSession(c *Conn, ws *websocket.Conn, netConn net.Conn) *session {
-	s := &session{
-		c: c, ws: ws, netConn: netConn, born: time.Now(), subprotocol: ws.Subprotocol(),
-		endedCh: make(chan struct{}), msgDone: make(chan struct{}, 1), killedCh: make(chan struct{}),
-	}
-	s.ctx, s.cancel = context.WithCancel(c.end)
+	s := &session{c: c, ws: ws, netConn: netConn, born: time.Now(), endedCh: make(chan struct{})}
 	s.initPlatform()
 	s.hb.init(s, &c.cfg)
 	watchControlFrames(ws, s.evidence)
@@ -132,7 +139,19 @@ func (s *session) end() {
 	}
 	s.diedAt = time.Since(s.born)
 	close(s.endedCh)
-	s.cancel()
+	if s.setup != nil {
+		s.setup.cancel()
+	}
+}
+
+// closeErr is the close handshake's error, if one ran.
+func (s *session) closeErr() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.shake == nil {
+		return nil
+	}
+	return s.shake.err
 }
 
 // endedErr says why the session ended, for ReadOnConnect: what ended the
@@ -169,16 +188,16 @@ func (s *session) cause() error {
 	switch {
 	case s.requested:
 		return ErrReconnectRequested
-	case s.setupEnded:
-		return s.setupErr
+	case s.setup != nil && s.setup.ended:
+		return s.setup.err
 	case s.readErr != nil && connEnd(s.readErr).Code != websocket.StatusAbnormalClosure:
 		return s.readErr
 	case s.death != nil:
 		return s.death
 	case s.readErr != nil && !errors.Is(s.readErr, net.ErrClosed):
 		return s.readErr
-	case s.setupErr != nil:
-		return s.setupErr
+	case s.setup != nil && s.setup.err != nil:
+		return s.setup.err
 	case s.writeErr != nil:
 		return s.writeErr
 	case s.writeCtxErr != nil:
@@ -335,7 +354,7 @@ func (s *session) readMessage(ctx context.Context) (websocket.MessageType, []byt
 func (s *session) doneWithMessage() {
 	s.inMsg.Store(false)
 	if s.closing.Load() {
-		signal(s.msgDone)
+		signal(s.shake.msgDone)
 	}
 }
 
@@ -448,45 +467,37 @@ func (s *session) writeFailed(ctx context.Context, err error, started bool) erro
 // the connection is closed anyway when the answer takes longer.
 func (s *session) closeHandshake(code websocket.StatusCode, reason string, grace time.Duration) {
 	s.mu.Lock()
-	if s.handshake || s.killed || s.retired {
+	if s.shake != nil || s.killed || s.retired {
 		s.mu.Unlock()
 		return
 	}
-	s.handshake = true
-	s.shakeDone = make(chan struct{})
+	sh := &shakeState{done: make(chan struct{}), killed: make(chan struct{}), msgDone: make(chan struct{}, 1)}
+	s.shake = sh
 	s.tasks.Add(1)
 	s.mu.Unlock()
 	go func() {
 		defer s.tasks.Done()
-		defer close(s.shakeDone)
+		defer close(sh.done)
 		if handshakeReads {
 			s.closing.Store(true)
 			for s.inMsg.Load() {
 				select {
-				case <-s.msgDone:
-				case <-s.killedCh:
-				}
-				if s.isKilled() {
+				case <-sh.msgDone:
+				case <-sh.killed:
 					return
 				}
 			}
 		}
 		err := closeConn(s.ws, code, reason)
 		s.mu.Lock()
-		if s.closeErr == nil {
-			s.closeErr = err
+		if sh.err == nil {
+			sh.err = err
 		}
 		s.mu.Unlock()
 	}()
 	if grace > 0 {
 		s.killAfter(grace)
 	}
-}
-
-func (s *session) isKilled() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.killed
 }
 
 // errHandshakeCut is the close handshake's error when the connection was
@@ -506,10 +517,12 @@ func (s *session) kill() {
 		return
 	}
 	s.killed = true
-	close(s.killedCh)
-	handshake := s.handshake
-	if handshake && s.closeErr == nil && !s.handshakeAnswered() {
-		s.closeErr = errHandshakeCut
+	handshake := s.shake != nil
+	if handshake {
+		close(s.shake.killed)
+		if s.shake.err == nil && !s.handshakeAnswered() {
+			s.shake.err = errHandshakeCut
+		}
 	}
 	s.mu.Unlock()
 	if !handshake {
@@ -541,10 +554,10 @@ func (s *session) killAfter(d time.Duration) {
 func (s *session) retire() {
 	s.hb.stop()
 	s.mu.Lock()
-	shake := s.shakeDone
+	shake := s.shake
 	s.mu.Unlock()
 	if shake != nil {
-		<-shake // bounded by its grace, or coder/websocket's
+		<-shake.done // bounded by its grace, or coder/websocket's
 	}
 	s.mu.Lock()
 	s.retired = true

@@ -415,7 +415,7 @@ func runSim(t *testing.T, seed uint64) {
 			t.Errorf("schedule %d (%v; tcp %v):\n  %s\nreplay: WSRECONNECT_SIM_SEED=%d go test -race -count=1 -run '^TestSimulation$' . (WSRECONNECT_SIM_TRACE=1 prints the events)",
 				seed, cfg, cfg.tcp, strings.Join(w.violations, "\n  "), seed)
 		} else if testing.Verbose() {
-			t.Logf("%d dials, %d disconnects, %d reads, %d writes, %d reconnects", len(w.dials), len(w.discs), len(w.reads), len(w.writes), len(w.reconnects))
+			t.Logf("tcp %v: %d dials, %d disconnects, %d reads, %d writes, %d reconnects", cfg.tcp, len(w.dials), len(w.discs), len(w.reads), len(w.writes), len(w.reconnects))
 		}
 	}()
 	if cfg.tcp {

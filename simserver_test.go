@@ -213,6 +213,7 @@ type simConn struct {
 	wrng *rand.Rand // the trickle's, under wmu
 
 	wmu       chanMutex // one frame at a time (a channel: a writer blocked on it blocks durably in a bubble)
+	closeSent bool      // a close frame went out (under wmu): the first is the server's word
 	closeOnce sync.Once
 	done      chan struct{} // closed when the socket is closed
 	start     time.Time
@@ -387,13 +388,7 @@ func (c *simConn) end() {
 			code = p.code
 			payload = binary.BigEndian.AppendUint16(nil, uint16(code))
 		}
-		c.wmu.Lock()
-		err := c.frameLocked(true, 0x8, payload)
-		c.wmu.Unlock()
-		if err == nil {
-			c.s.mu.Lock()
-			c.l.sentClose, c.l.sentCloseSeq = code, c.s.w.ev("server %d: sent close %d", c.l.dial, code)
-			c.s.mu.Unlock()
+		if c.closeFrame(code, payload) {
 			// Wait a moment for the client's answer, as a server does.
 			c.sleep(time.Second)
 		}
@@ -423,6 +418,7 @@ func (c *simConn) read() {
 		typ      byte
 		stalled  bool
 		stallEnd time.Time
+		closing  bool // the server refused a message with its close frame
 	)
 	if p.stall > 0 {
 		stallEnd = c.start.Add(p.stallAfter + p.stall)
@@ -445,6 +441,9 @@ func (c *simConn) read() {
 		}
 		switch op {
 		case 0x1, 0x2, 0x0:
+			if closing {
+				continue // what follows the refused message is discarded
+			}
 			if op != 0x0 {
 				msg, typ = nil, op
 			}
@@ -463,8 +462,13 @@ func (c *simConn) read() {
 			c.s.mu.Unlock()
 			c.s.w.ev("server %d: received %s (%d bytes)", c.l.dial, id, len(msg))
 			if tooBig {
+				// As a server does, it reads on (a moment) for the answer:
+				// a socket closed with unread data is reset, and a reset
+				// may destroy the close frame before the client reads it.
 				c.closeWith(websocket.StatusMessageTooBig)
-				return
+				closing = true
+				_ = c.conn.SetReadDeadline(time.Now().Add(time.Second))
+				continue
 			}
 			var answer []byte
 			if p.ack {
@@ -482,11 +486,12 @@ func (c *simConn) read() {
 			}
 			c.s.mu.Lock()
 			c.l.gotClose, c.l.gotCode, c.l.gotReason, c.l.gotCloseSeq = true, code, reason, c.s.w.ev("server %d: got close %d %q", c.l.dial, code, reason)
-			answered := c.l.sentClose != 0
 			c.s.mu.Unlock()
-			if !answered {
-				_ = c.frame(true, 0x8, payload) // echo the code, as coder/websocket does
+			c.wmu.Lock()
+			if !c.closeSent { // echo the code, as coder/websocket does
+				c.closeSent = c.frameLocked(true, 0x8, payload) == nil
 			}
+			c.wmu.Unlock()
 			return
 		case 0x9:
 			if !p.noPong && c.frame(true, 0xA, payload) != nil {
@@ -498,11 +503,23 @@ func (c *simConn) read() {
 
 // closeWith sends a close frame with code and closes the connection.
 func (c *simConn) closeWith(code websocket.StatusCode) {
-	if c.frame(true, 0x8, binary.BigEndian.AppendUint16(nil, uint16(code))) == nil {
-		c.s.mu.Lock()
-		c.l.sentClose, c.l.sentCloseSeq = code, c.s.w.ev("server %d: sent close %d", c.l.dial, code)
-		c.s.mu.Unlock()
+	c.closeFrame(code, binary.BigEndian.AppendUint16(nil, uint16(code)))
+}
+
+// closeFrame sends a close frame, unless one went out already (the
+// script's end and a refused message may both want to), and records it
+// in the order the frames went out; it reports whether it sent one.
+func (c *simConn) closeFrame(code websocket.StatusCode, payload []byte) bool {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.closeSent || c.frameLocked(true, 0x8, payload) != nil {
+		return false
 	}
+	c.closeSent = true
+	c.s.mu.Lock()
+	c.l.sentClose, c.l.sentCloseSeq = code, c.s.w.ev("server %d: sent close %d", c.l.dial, code)
+	c.s.mu.Unlock()
+	return true
 }
 
 // chanMutex is a mutex that may be held while blocking: waiting for it is

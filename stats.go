@@ -53,6 +53,9 @@ type Stats struct {
 	NextAttempt time.Time
 	// Queued counts the messages waiting in the send queue.
 	Queued int
+	// TraceDropped counts the events dropped because 1,024 waited for
+	// slow Trace hooks (see Trace).
+	TraceDropped uint64
 }
 
 // Stats returns a snapshot of the Conn's counters. It is safe for
@@ -72,6 +75,9 @@ func (c *Conn) Stats() Stats {
 		DisconnectedAt: c.counts.disconnectedAt,
 		NextAttempt:    c.counts.nextAttempt,
 		Queued:         len(c.queue),
+	}
+	if c.trace != nil {
+		st.TraceDropped = c.trace.droppedEvents()
 	}
 	for d, n := range c.counts.disconnects {
 		st.Disconnects[Decision(d)] = n
@@ -122,11 +128,13 @@ func (st Stats) MarshalJSON() ([]byte, error) {
 		DisconnectedAt  *time.Time          `json:"disconnected_at"`
 		NextAttemptAt   *time.Time          `json:"next_attempt_at"`
 		Queued          int                 `json:"queued"`
+		TraceDropped    uint64              `json:"trace_dropped"`
 	}{
 		State: st.State, Connects: st.Connects, Disconnects: st.Disconnects, Attempt: st.Attempt,
-		LastDisconnect: lastOrNil(st.LastDisconnect), UptimeSeconds: st.Uptime.Seconds(),
-		DowntimeSeconds: st.Downtime.Seconds(), ConnectedAt: at(st.ConnectedAt),
+		LastDisconnect: lastOrNil(st.LastDisconnect), UptimeSeconds: seconds(st.Uptime),
+		DowntimeSeconds: seconds(st.Downtime), ConnectedAt: at(st.ConnectedAt),
 		DisconnectedAt: at(st.DisconnectedAt), NextAttemptAt: at(st.NextAttempt), Queued: st.Queued,
+		TraceDropped: st.TraceDropped,
 	})
 }
 

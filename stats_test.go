@@ -179,6 +179,9 @@ func TestAttemptCountsAgreeAfterStableConnection(t *testing.T) {
 			t.Fatalf("Stats.Attempt %d while the second dial's connection is up, want 2", a)
 		}
 		time.Sleep(time.Minute)
+		ds := rec.all()
+		st := c.Stats()
+		c.CloseNow() // and the log is complete
 		var connected []string
 		for _, l := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
 			var m map[string]any
@@ -192,12 +195,65 @@ func TestAttemptCountsAgreeAfterStableConnection(t *testing.T) {
 		if !slices.Equal(connected, []string{"2", "1"}) {
 			t.Fatalf("connected lines say attempt %v, want [2 1]", connected)
 		}
-		ds := rec.all()
 		if len(ds) != 2 || ds[0].Attempt != 1 || ds[1].Attempt != 1 {
 			t.Fatalf("disconnects %v, want the 503 (attempt 1) and the stable connection's end (attempt 1)", ds)
 		}
-		if a := c.Stats().Attempt; a != 1 {
+		if a := st.Attempt; a != 1 {
 			t.Fatalf("Stats.Attempt %d, want 1, as the log says", a)
+		}
+	})
+}
+
+// Stats and Disconnect render durations without float noise, in JSON and
+// as text.
+func TestDurationsRenderedWithoutNoise(t *testing.T) {
+	st := Stats{Downtime: 5120275291 * time.Nanosecond, LastDisconnect: Disconnect{Code: 1006, Attempt: 1, Reconnect: true,
+		Decision: Retry, Delay: 99956464 * time.Nanosecond, Uptime: 1500000001}}
+	b, err := json.Marshal(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"downtime_seconds":5.120275`, `"delay_seconds":0.099956`, `"uptime_seconds":1.5,`} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("JSON %s lacks %s", b, want)
+		}
+	}
+	if got := st.LastDisconnect.String(); !strings.HasSuffix(got, "retry in 100ms") {
+		t.Errorf("Disconnect %q, want the delay in milliseconds", got)
+	}
+}
+
+// WaitConnected waits for a connection that serves Read and Write: after
+// Reconnect (State no longer says connected), until the next one is up;
+// bounded by its ctx; and says why the Conn ended, once it has.
+func TestWaitConnected(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := wstest.NewServer(wstest.Echo(), wstest.Reject(503, "5"), wstest.Echo(), wstest.Reject(401, ""))
+		defer srv.Close()
+		c := mustDial(t, srv.PipeDial())
+		if err := c.WaitConnected(t.Context()); err != nil {
+			t.Fatalf("right after Dial: %v", err)
+		}
+		c.Reconnect() // the next dial is refused: 503, come back in 5 s
+		if s := c.State(); s != StateConnecting {
+			t.Fatalf("state %v after Reconnect", s)
+		}
+		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+		defer cancel()
+		if err := c.WaitConnected(ctx); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("with a 1 s ctx: %v", err)
+		}
+		start := time.Now()
+		if err := c.WaitConnected(t.Context()); err != nil || c.State() != StateConnected {
+			t.Fatalf("WaitConnected: %v, state %v", err, c.State())
+		}
+		if el := time.Since(start); el < 4*time.Second {
+			t.Fatalf("connected %v later, before the Retry-After", el)
+		}
+		c.Reconnect() // the next dial is refused with 401: the Conn stops
+		var se *StopError
+		if err := c.WaitConnected(t.Context()); !errors.As(err, &se) {
+			t.Fatalf("after the stop: %v", err)
 		}
 	})
 }

@@ -247,7 +247,7 @@ func (c *client) flush(timeout time.Duration) uint64 {
 		t0 := time.Now()
 		for time.Since(t0) < echoWait {
 			c.w.mu.Lock()
-			echoed, ch := c.w.cmsgs[seq-1].echoed, c.w.changed
+			echoed, ch := c.w.cmsg(seq).echoed, c.w.changed
 			c.w.mu.Unlock()
 			if echoed {
 				return seq

@@ -215,11 +215,10 @@ func (s *server) stream(sc *sconn, done <-chan struct{}) {
 		seq := s.w.newServerSeq(sc.id)
 		err := sc.ws.Write(s.ctx, websocket.MessageBinary, encode(kindServer, seq, n))
 		s.w.mu.Lock()
-		s.w.smsgs[seq-1].sentOK = err == nil
+		s.w.serverSentLocked(seq, err == nil)
 		if err == nil {
 			sc.lastSentS = seq
 		}
-		s.w.bumpLocked()
 		s.w.mu.Unlock()
 		if err != nil {
 			return

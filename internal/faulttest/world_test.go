@@ -3,6 +3,7 @@ package faulttest
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"runtime"
 	"strings"
 	"sync"
@@ -22,8 +23,15 @@ type world struct {
 	mu      sync.Mutex
 	changed chan struct{} // closed and replaced on every change
 
-	cmsgs []cmsg // client messages, index seq-1
-	smsgs []smsg // server stream messages, index seq-1
+	// compact keeps the ledger's size constant, for the soak: only the
+	// last window messages and the last events are kept; older ones are
+	// checked as they leave and counted in folded.
+	compact bool
+
+	cmsgs []cmsg // client messages, cmsgs[i] is seq cbase+i+1
+	cbase uint64
+	smsgs []smsg // server stream messages, smsgs[i] is seq sbase+i+1
+	sbase uint64
 
 	srvConns int32 // server connection ids handed out (1, 2, ...)
 
@@ -33,6 +41,11 @@ type world struct {
 	streamGot int    // server stream messages read by the client
 	gotBytes  map[uint64]int
 
+	// Per server connection, for the hole checks (see serverRead and
+	// clientRead): the last client message it read, the last echo and the
+	// last stream message the client read from it.
+	lastRead, lastEchoFrom, lastStreamFrom map[int32]uint64
+
 	bad      []string
 	reported int   // violations check has reported
 	readEnd  error // why the client's Read stopped, other than Close
@@ -40,7 +53,16 @@ type world struct {
 	dials       []dialEvent
 	connects    []time.Time
 	disconnects []discEvent
+	// In compact mode, how many of each were checked and dropped.
+	dialBase, connBase, discBase int
+	codes                        map[int]int // disconnects by close code
+	folded                       accounting  // the messages checked and dropped
+	compactOpts                  checkOpts   // how to check the disconnects dropped
 }
+
+// window is how many messages a compact ledger keeps, at least: 10 s of
+// the soak's writer, far more than any message stays in flight.
+const window = 2048
 
 // cmsg is the fate of one message the client wrote.
 type cmsg struct {
@@ -78,8 +100,29 @@ type discEvent struct {
 }
 
 func newWorld() *world {
-	return &world{changed: make(chan struct{}), gotBytes: map[uint64]int{}}
+	return &world{changed: make(chan struct{}), gotBytes: map[uint64]int{},
+		lastRead: map[int32]uint64{}, lastEchoFrom: map[int32]uint64{}, lastStreamFrom: map[int32]uint64{}, codes: map[int]int{}}
 }
+
+// cmsg returns client message seq, or nil if it left the window.
+func (w *world) cmsg(seq uint64) *cmsg {
+	if seq <= w.cbase || seq > w.cbase+uint64(len(w.cmsgs)) {
+		return nil
+	}
+	return &w.cmsgs[seq-w.cbase-1]
+}
+
+// smsg returns server stream message seq, or nil if it left the window.
+func (w *world) smsg(seq uint64) *smsg {
+	if seq <= w.sbase || seq > w.sbase+uint64(len(w.smsgs)) {
+		return nil
+	}
+	return &w.smsgs[seq-w.sbase-1]
+}
+
+func (w *world) numClientLocked() uint64 { return w.cbase + uint64(len(w.cmsgs)) }
+func (w *world) numServerLocked() uint64 { return w.sbase + uint64(len(w.smsgs)) }
+func (w *world) numDiscLocked() int      { return w.discBase + len(w.disconnects) }
 
 func (w *world) bumpLocked() {
 	close(w.changed)
@@ -134,14 +177,33 @@ func (w *world) waitFor(t testing.TB, timeout time.Duration, what string, cond f
 func (w *world) newClientSeq() uint64 {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.cmsgs = append(w.cmsgs, cmsg{discBefore: int32(len(w.disconnects))})
-	return uint64(len(w.cmsgs))
+	if w.compact && len(w.cmsgs) >= 2*window {
+		w.foldClientLocked(len(w.cmsgs) - window)
+	}
+	w.cmsgs = append(w.cmsgs, cmsg{discBefore: int32(w.numDiscLocked())})
+	return w.numClientLocked()
+}
+
+// foldClientLocked checks the oldest n client messages and counts them in
+// folded: they are long past their connection.
+func (w *world) foldClientLocked(n int) {
+	final := int32(w.numDiscLocked())
+	for i, m := range w.cmsgs[:n] {
+		seq := w.cbase + uint64(i) + 1
+		if m.state == wroteOK && !m.echoed && m.discBefore == final {
+			w.violationLocked("message %d: written on the connection that is still up, %d messages ago, never echoed", seq, window)
+		}
+		w.accountLocked(&w.folded, m, seq, true, w.violationLocked)
+		delete(w.gotBytes, seq)
+	}
+	w.cmsgs = append(w.cmsgs[:0:0], w.cmsgs[n:]...)
+	w.cbase += uint64(n)
 }
 
 func (w *world) writeDone(seq uint64, err error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	m := &w.cmsgs[seq-1]
+	m := w.cmsg(seq)
 	if err == nil {
 		m.state = wroteOK
 	} else {
@@ -165,28 +227,47 @@ func (w *world) clientRead(p []byte) {
 			w.violationLocked("client read echo %d after echo %d: duplicate or out of order", seq, w.lastEcho)
 			return
 		}
-		if seq > uint64(len(w.cmsgs)) {
-			w.violationLocked("client read echo %d of a message never written", seq)
+		m := w.cmsg(seq)
+		if m == nil {
+			w.violationLocked("client read echo %d of a message never written, or %d messages late", seq, window)
 			return
 		}
 		w.lastEcho = seq
 		w.echoes++
-		w.cmsgs[seq-1].echoed = true
+		m.echoed = true
+		// The server echoes in order on one connection: every earlier echo
+		// it wrote on that connection came before this one.
+		if c := m.srvConn; c != 0 {
+			for s := max(w.lastEchoFrom[c]+1, w.cbase+1); s < seq; s++ {
+				if e := w.cmsg(s); e.srvConn == c && e.srvEchoOK && !e.echoed {
+					w.violationLocked("echo of message %d: server conn %d wrote it, and the client read a later echo from that connection (%d) but not this one", s, c, seq)
+				}
+			}
+			w.lastEchoFrom[c] = seq
+		}
 	case kindServer:
 		if seq <= w.lastS {
 			w.violationLocked("client read stream message %d after %d: duplicate or out of order", seq, w.lastS)
 			return
 		}
-		if seq > uint64(len(w.smsgs)) {
-			w.violationLocked("client read stream message %d the server never wrote", seq)
+		m := w.smsg(seq)
+		if m == nil {
+			w.violationLocked("client read stream message %d the server never wrote, or %d messages late", seq, window)
 			return
 		}
 		w.lastS = seq
 		w.streamGot++
-		w.smsgs[seq-1].got = true
+		m.got = true
 		if len(p) > 8<<10 {
 			w.gotBytes[seq] = len(p)
 		}
+		c := m.srvConn
+		for s := max(w.lastStreamFrom[c]+1, w.sbase+1); s < seq; s++ {
+			if e := w.smsg(s); e.srvConn == c && e.sentOK && !e.got {
+				w.violationLocked("stream message %d: server conn %d wrote it, and the client read a later one from that connection (%d) but not this one", s, c, seq)
+			}
+		}
+		w.lastStreamFrom[c] = seq
 	}
 	w.bumpLocked()
 }
@@ -196,13 +277,15 @@ func (w *world) dialStarted(at time.Time) int {
 	defer w.mu.Unlock()
 	w.dials = append(w.dials, dialEvent{start: at})
 	w.bumpLocked()
-	return len(w.dials) - 1
+	return w.dialBase + len(w.dials) - 1
 }
 
 func (w *world) dialEnded(i int, err error, status int) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.dials[i].end, w.dials[i].err, w.dials[i].status = time.Now(), err, status
+	if i -= w.dialBase; i >= 0 {
+		w.dials[i].end, w.dials[i].err, w.dials[i].status = time.Now(), err, status
+	}
 	w.bumpLocked()
 }
 
@@ -210,6 +293,10 @@ func (w *world) connected() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.connects = append(w.connects, time.Now())
+	if w.compact && len(w.connects) > 2*eventWindow {
+		w.connBase += len(w.connects) - eventWindow
+		w.connects = append(w.connects[:0:0], w.connects[len(w.connects)-eventWindow:]...)
+	}
 	w.bumpLocked()
 }
 
@@ -217,7 +304,37 @@ func (w *world) disconnected(d wsreconnect.Disconnect) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.disconnects = append(w.disconnects, discEvent{at: time.Now(), d: d})
+	w.codes[int(d.Code)]++
+	if w.compact && len(w.disconnects) > 2*eventWindow {
+		// Check the oldest, whose next dials are long known, and drop them
+		// with the dials before the first that stays.
+		n := len(w.disconnects) - eventWindow
+		w.checkDisconnectsLocked(w.violationLocked, w.compactOpts, w.disconnects[:n], w.discBase)
+		w.discBase += n
+		w.disconnects = append(w.disconnects[:0:0], w.disconnects[n:]...)
+		keep := 0
+		for keep < len(w.dials) && w.dials[keep].start.Before(w.disconnects[0].at) {
+			keep++
+		}
+		if keep > 0 {
+			keep-- // the dial whose end may be the first kept disconnect
+		}
+		w.dialBase += keep
+		w.dials = append(w.dials[:0:0], w.dials[keep:]...)
+	}
 	w.bumpLocked()
+}
+
+// eventWindow is how many dials, connects and disconnects a compact
+// ledger keeps.
+const eventWindow = 64
+
+// setCompact makes the ledger's size constant (see world.compact); o says
+// how to check the disconnects it drops.
+func (w *world) setCompact(o checkOpts) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.compact, w.compactOpts = true, o
 }
 
 // --- written by the test server ---
@@ -226,6 +343,12 @@ func (w *world) newServerConn() int32 {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.srvConns++
+	if w.compact {
+		old := w.srvConns - eventWindow
+		delete(w.lastRead, old)
+		delete(w.lastEchoFrom, old)
+		delete(w.lastStreamFrom, old)
+	}
 	return w.srvConns
 }
 
@@ -234,38 +357,72 @@ func (w *world) newServerConn() int32 {
 func (w *world) serverRead(conn int32, seq, sBefore uint64) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if seq == 0 || seq > uint64(len(w.cmsgs)) {
-		w.violationLocked("server conn %d read message %d that the client never wrote", conn, seq)
+	m := w.cmsg(seq)
+	if m == nil {
+		w.violationLocked("server conn %d read message %d that the client never wrote, or read it twice (%d messages late)", conn, seq, window)
 		return
 	}
-	m := &w.cmsgs[seq-1]
 	if m.srvConn != 0 {
 		w.violationLocked("server read message %d twice (conns %d and %d)", seq, m.srvConn, conn)
 		return
 	}
 	m.srvConn, m.sBefore = conn, sBefore
+	// On one connection the server reads in order: every message written
+	// between the last one this connection read and this one, whose Write
+	// returned nil, should have come first. (Each Write finishes before
+	// the next begins: one writer.)
+	if last, ok := w.lastRead[conn]; ok {
+		for s := max(last+1, w.cbase+1); s < seq; s++ {
+			if h := w.cmsg(s); h.state == wroteOK {
+				w.violationLocked("message %d: Write returned nil, yet server conn %d read %d and %d around it and not it (read by conn %d)", s, conn, last, seq, h.srvConn)
+			}
+		}
+	}
+	w.lastRead[conn] = seq
 	w.bumpLocked()
 }
 
 func (w *world) serverEchoed(seq uint64, ok bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if seq > 0 && seq <= uint64(len(w.cmsgs)) {
-		w.cmsgs[seq-1].srvEchoOK = ok
+	if m := w.cmsg(seq); m != nil {
+		m.srvEchoOK = ok
 	}
 }
 
 func (w *world) newServerSeq(conn int32) uint64 {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if w.compact && len(w.smsgs) >= 2*window {
+		n := len(w.smsgs) - window
+		for _, m := range w.smsgs[:n] {
+			w.folded.streamSent++
+			switch {
+			case m.got:
+				w.folded.streamGot++
+			case m.sentOK:
+				w.folded.streamLost++
+			}
+		}
+		w.smsgs = append(w.smsgs[:0:0], w.smsgs[n:]...)
+		w.sbase += uint64(n)
+	}
 	w.smsgs = append(w.smsgs, smsg{srvConn: conn})
-	return uint64(len(w.smsgs))
+	return w.numServerLocked()
 }
 
 func (w *world) serverSent(seq uint64, ok bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.smsgs[seq-1].sentOK = ok
+	w.serverSentLocked(seq, ok)
+}
+
+// serverSentLocked records the outcome of the server's Write of stream
+// message seq. w.mu must be held.
+func (w *world) serverSentLocked(seq uint64, ok bool) {
+	if m := w.smsg(seq); m != nil {
+		m.sentOK = ok
+	}
 	w.bumpLocked()
 }
 
@@ -274,19 +431,28 @@ func (w *world) serverSent(seq uint64, ok bool) {
 func (w *world) numDisconnects() int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return len(w.disconnects)
+	return w.numDiscLocked()
 }
 
 func (w *world) numConnects() int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return len(w.connects)
+	return w.connBase + len(w.connects)
 }
 
+// disconnectsSince returns the disconnects after the first n (of those the
+// ledger keeps).
 func (w *world) disconnectsSince(n int) []discEvent {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return append([]discEvent(nil), w.disconnects[n:]...)
+	return append([]discEvent(nil), w.disconnects[max(n-w.discBase, 0):]...)
+}
+
+// codeCounts returns the disconnects so far, by close code.
+func (w *world) codeCounts() map[int]int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return maps.Clone(w.codes)
 }
 
 func (w *world) progress() (echoes, stream int) {
@@ -298,16 +464,16 @@ func (w *world) progress() (echoes, stream int) {
 // waitDisconnect waits for the disconnect after the first n and returns it.
 func (w *world) waitDisconnect(t testing.TB, n int, timeout time.Duration) discEvent {
 	t.Helper()
-	w.waitFor(t, timeout, fmt.Sprintf("disconnect #%d", n+1), func() bool { return len(w.disconnects) > n })
+	w.waitFor(t, timeout, fmt.Sprintf("disconnect #%d", n+1), func() bool { return w.numDiscLocked() > n })
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.disconnects[n]
+	return w.disconnects[n-w.discBase]
 }
 
 // waitConnect waits until more than n connections have been made.
 func (w *world) waitConnect(t testing.TB, n int, timeout time.Duration) {
 	t.Helper()
-	w.waitFor(t, timeout, fmt.Sprintf("connection #%d", n+1), func() bool { return len(w.connects) > n })
+	w.waitFor(t, timeout, fmt.Sprintf("connection #%d", n+1), func() bool { return w.connBase+len(w.connects) > n })
 }
 
 // accounting sums up what became of the client's messages.
@@ -351,7 +517,8 @@ type checkOpts struct {
 
 // check verifies the invariants of a finished scenario and returns the
 // accounting. Call it after the client's writer stopped and, if a marker was
-// written, after its echo arrived.
+// written, after its echo arrived. (The hole checks ran as messages
+// arrived: see serverRead and clientRead.)
 func (w *world) check(t testing.TB, o checkOpts) accounting {
 	t.Helper()
 	w.mu.Lock()
@@ -364,59 +531,32 @@ func (w *world) check(t testing.TB, o checkOpts) accounting {
 		fail("violation: %s", b)
 	}
 	w.reported = len(w.bad)
-	final := int32(len(w.disconnects))
-	var a accounting
-	a.dials, a.connects, a.disconnects, a.bads, a.srvConns = len(w.dials), len(w.connects), len(w.disconnects), len(w.bad), w.srvConns
+	final := int32(w.numDiscLocked())
+	a := w.folded
+	a.dials, a.connects, a.disconnects, a.bads, a.srvConns = w.dialBase+len(w.dials), w.connBase+len(w.connects), int(final), len(w.bad), w.srvConns
 	a.serverRecords = o.serverRecords
 
 	// Every client message: written whole or failed, and accounted for.
 	for i, m := range w.cmsgs {
-		seq := uint64(i + 1)
-		switch m.state {
-		case writing:
-			fail("message %d: Write never returned", seq)
-			continue
-		case wroteErr:
-			a.writeErr++
-			if m.srvConn != 0 {
-				a.errButDelivered++
-			}
-			if m.echoed && m.srvConn == 0 && o.serverRecords {
-				fail("message %d: echoed but the server never read it", seq)
-			}
-			continue
-		}
-		a.written++
-		switch {
-		case m.echoed:
-			a.echoed++
-		case o.serverRecords && m.srvConn == 0:
-			a.lostBeforeServer++
-		default:
-			a.lostEcho++
-		}
+		seq := w.cbase + uint64(i) + 1
 		// No disconnect since the Write began: it went to the final
 		// connection, which delivered the marker, so it must have gone
 		// all the way round.
-		if o.marker != 0 && m.discBefore == final && !m.echoed {
+		if o.marker != 0 && m.state == wroteOK && m.discBefore == final && !m.echoed {
 			fail("message %d: Write returned nil on the final, healthy connection but its echo never came (server conn %d)", seq, m.srvConn)
 		}
-	}
-	a.written += a.writeErr
-
-	if o.serverRecords {
-		w.checkHolesLocked(fail)
+		w.accountLocked(&a, m, seq, o.serverRecords, fail)
 	}
 	if o.marker != 0 {
-		m := w.cmsgs[o.marker-1]
-		if !m.echoed {
+		m := w.cmsg(o.marker)
+		if m == nil || !m.echoed {
 			fail("marker %d was never echoed", o.marker)
 		} else if o.serverRecords {
 			// Everything the server streamed on the final connection
 			// before it read the marker precedes the marker's echo.
-			for i, s := range w.smsgs[:m.sBefore] {
-				if s.srvConn == m.srvConn && s.sentOK && !s.got {
-					fail("stream message %d, written before the marker on the final connection %d, never reached the client", i+1, m.srvConn)
+			for seq := max(w.sbase+1, 1); seq <= m.sBefore; seq++ {
+				if s := w.smsg(seq); s.srvConn == m.srvConn && s.sentOK && !s.got {
+					fail("stream message %d, written before the marker on the final connection %d, never reached the client", seq, m.srvConn)
 				}
 			}
 		}
@@ -430,79 +570,62 @@ func (w *world) check(t testing.TB, o checkOpts) accounting {
 			a.streamLost++
 		}
 	}
-	w.checkDisconnectsLocked(fail, o)
+	w.checkDisconnectsLocked(fail, o, w.disconnects, w.discBase)
 	return a
 }
 
-// checkHolesLocked: on one connection TCP delivers in order, so the messages
-// a connection carried form an unbroken run. A message missing between two
-// that arrived on the same connection was lost, not cut off by a drop.
-func (w *world) checkHolesLocked(fail func(string, ...any)) {
-	type span struct{ lo, hi uint64 }
-	read := map[int32]*span{}    // client messages each server connection read
-	echoed := map[int32]uint64{} // highest echo the client read, per server connection
-	for i, m := range w.cmsgs {
-		seq := uint64(i + 1)
-		if m.srvConn == 0 {
-			continue
+// accountLocked counts client message m (seq) in a, and reports what is
+// wrong with it.
+func (w *world) accountLocked(a *accounting, m cmsg, seq uint64, serverRecords bool, fail func(string, ...any)) {
+	switch m.state {
+	case writing:
+		fail("message %d: Write never returned", seq)
+		return
+	case wroteErr:
+		a.writeErr++
+		a.written++
+		if m.srvConn != 0 {
+			a.errButDelivered++
 		}
-		if sp := read[m.srvConn]; sp == nil {
-			read[m.srvConn] = &span{seq, seq}
-		} else {
-			sp.hi = seq
+		if m.echoed && m.srvConn == 0 && serverRecords {
+			fail("message %d: echoed but the server never read it", seq)
 		}
-		if m.echoed {
-			echoed[m.srvConn] = seq
-		}
+		return
 	}
-	for conn, sp := range read {
-		for seq := sp.lo; seq <= sp.hi; seq++ {
-			m := w.cmsgs[seq-1]
-			if m.state == wroteOK && m.srvConn != conn {
-				fail("message %d: Write returned nil, yet server conn %d read %d and %d around it and not it (read by conn %d)", seq, conn, sp.lo, sp.hi, m.srvConn)
-			}
-		}
-		for seq := sp.lo; seq < echoed[conn]; seq++ {
-			m := w.cmsgs[seq-1]
-			if m.srvConn == conn && m.srvEchoOK && !m.echoed {
-				fail("echo of message %d: server conn %d wrote it, and the client read a later echo from that connection but not this one", seq, conn)
-			}
-		}
-	}
-	got := map[int32]uint64{} // highest stream message the client read, per connection
-	for i, s := range w.smsgs {
-		if s.got {
-			got[s.srvConn] = uint64(i + 1)
-		}
-	}
-	for i, s := range w.smsgs {
-		seq := uint64(i + 1)
-		if s.sentOK && !s.got && seq < got[s.srvConn] {
-			fail("stream message %d: server conn %d wrote it, and the client read a later one from that connection but not this one", seq, s.srvConn)
-		}
+	a.written++
+	switch {
+	case m.echoed:
+		a.echoed++
+	case serverRecords && m.srvConn == 0:
+		a.lostBeforeServer++
+	default:
+		a.lostEcho++
 	}
 }
 
-// checkDisconnectsLocked: every Disconnect is consistent, and no redial came
-// before its delay (no hot loop) or long after it (no stall).
-func (w *world) checkDisconnectsLocked(fail func(string, ...any), o checkOpts) {
-	for i, ev := range w.disconnects {
+// checkDisconnectsLocked: every Disconnect in ds (the first is number
+// base+1) is consistent, and no redial came before its delay (no hot loop)
+// or long after it (no stall).
+func (w *world) checkDisconnectsLocked(fail func(string, ...any), o checkOpts, ds []discEvent, base int) {
+	last := w.numDiscLocked()
+	for i, ev := range ds {
+		n := base + i + 1
 		d := ev.d
 		if d.Attempt < 1 {
-			fail("disconnect %d: Attempt %d", i+1, d.Attempt)
+			fail("disconnect %d: Attempt %d", n, d.Attempt)
 		}
 		if d.Reconnect != (d.Decision != wsreconnect.Stop) {
-			fail("disconnect %d: Reconnect %v with decision %v", i+1, d.Reconnect, d.Decision)
+			fail("disconnect %d: Reconnect %v with decision %v", n, d.Reconnect, d.Decision)
 		}
 		if want := wsreconnect.DefaultPolicy(d); d.Decision != want {
-			fail("disconnect %d (%v): decision %v, DefaultPolicy says %v", i+1, d, d.Decision, want)
+			fail("disconnect %d (%v): decision %v, DefaultPolicy says %v", n, d, d.Decision, want)
 		}
 		if d.Delay < 0 || (o.maxDelay > 0 && d.Delay > o.maxDelay) {
-			fail("disconnect %d: delay %v outside [0, %v]", i+1, d.Delay, o.maxDelay)
+			fail("disconnect %d: delay %v outside [0, %v]", n, d.Delay, o.maxDelay)
 		}
 		if !d.Reconnect {
-			if i != len(w.disconnects)-1 {
-				fail("disconnect %d stopped the Conn, yet %d more followed", i+1, len(w.disconnects)-1-i)
+			if n != last {
+				fail("disconnect %d stopped the Conn, yet %d more followed", n, last-n)
 			}
 			continue
 		}
@@ -519,10 +642,10 @@ func (w *world) checkDisconnectsLocked(fail func(string, ...any), o checkOpts) {
 		}
 		gap := next.start.Sub(ev.at)
 		if gap < d.Delay {
-			fail("disconnect %d (%v): redialled after %v, sooner than its delay %v", i+1, d, gap, d.Delay)
+			fail("disconnect %d (%v): redialled after %v, sooner than its delay %v", n, d, gap, d.Delay)
 		}
 		if o.slack > 0 && gap > d.Delay+o.slack {
-			fail("disconnect %d (%v): redialled after %v, more than %v past its delay %v", i+1, d, gap, o.slack, d.Delay)
+			fail("disconnect %d (%v): redialled after %v, more than %v past its delay %v", n, d, gap, o.slack, d.Delay)
 		}
 	}
 }
@@ -532,13 +655,13 @@ func (w *world) summary() string {
 	defer w.mu.Unlock()
 	var b strings.Builder
 	fmt.Fprintf(&b, "world: %d client messages (%d echoes read), %d stream messages (%d read), %d dials, %d connects, %d disconnects\n",
-		len(w.cmsgs), w.echoes, len(w.smsgs), w.streamGot, len(w.dials), len(w.connects), len(w.disconnects))
+		w.numClientLocked(), w.echoes, w.numServerLocked(), w.streamGot, w.dialBase+len(w.dials), w.connBase+len(w.connects), w.numDiscLocked())
 	start := 0
 	if len(w.disconnects) > 20 {
 		start = len(w.disconnects) - 20
 	}
 	for i, ev := range w.disconnects[start:] {
-		fmt.Fprintf(&b, "  disconnect %d at %s: %v\n", start+i+1, ev.at.Format("15:04:05.000"), ev.d)
+		fmt.Fprintf(&b, "  disconnect %d at %s: %v\n", w.discBase+start+i+1, ev.at.Format("15:04:05.000"), ev.d)
 	}
 	for _, s := range w.bad {
 		fmt.Fprintf(&b, "  violation: %s\n", s)

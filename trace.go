@@ -1,0 +1,251 @@
+package wsreconnect
+
+import (
+	"sync"
+	"time"
+)
+
+// Trace holds callbacks that observe what a Conn does, in the manner of
+// net/http/httptrace; give it to Dial with WithTrace. Any field may be nil.
+//
+// Several Traces may observe one Conn (WithTrace given more than once: an
+// instrumentation package's and the application's own); for each event,
+// each is called in the order they were given. Events are delivered in the
+// order they happened, one at a time, on a goroutine of the Conn's that
+// runs only while events wait: a hook never blocks the Conn. A slow hook
+// delays the hooks after it; while 1,024 events wait, newer ones are
+// dropped (Stats.TraceDropped counts them) rather than held. Hooks are
+// application code: Close does not wait for them. The events that happened
+// before the Conn ended (the last StateChanged among them) are delivered,
+// possibly after Close has returned; none that happens after.
+//
+// A Conn without a Trace pays nothing for one.
+type Trace struct {
+	// DialStart is called when a dial attempt begins (after the dial
+	// limiter, if any).
+	DialStart func(DialStartInfo)
+	// DialDone is called when the DialFunc has returned.
+	DialDone func(DialDoneInfo)
+	// Connected is called when a connection is up (after OnConnect and the
+	// send queue).
+	Connected func(ConnectedInfo)
+	// Disconnected is called with each Disconnect, as OnDisconnect is.
+	Disconnected func(Disconnect)
+	// WaitStart is called when the wait before the next attempt begins.
+	WaitStart func(WaitStartInfo)
+	// PingSent is called when the heartbeat sends a probe (a protocol ping,
+	// or the ping function), PingAnswered when a protocol ping's pong came
+	// back. Not for the pings placed among written data (see
+	// WithHeartbeat): their answer waits for the data.
+	PingSent     func()
+	PingAnswered func(PingAnsweredInfo)
+	// QueueChanged is called when the send queue (WithSendQueue) grows or
+	// shrinks, and when a Write finds it full.
+	QueueChanged func(QueueInfo)
+	// StateChanged is called when State changes.
+	StateChanged func(State)
+}
+
+// DialStartInfo describes a dial attempt that begins.
+type DialStartInfo struct {
+	// Attempt is the number of the dial, counted since Dial or since the
+	// last stable connection ended (as Stats.Attempt while connected).
+	Attempt int
+}
+
+// DialDoneInfo describes a dial attempt whose DialFunc has returned.
+type DialDoneInfo struct {
+	Attempt  int
+	Duration time.Duration
+	// Err is nil when the handshake succeeded (the connection may still
+	// fail in OnConnect); else what the Disconnect's Err will say.
+	Err error
+	// HTTPStatus is the status of a refused handshake, else 0.
+	HTTPStatus int
+}
+
+// ConnectedInfo describes a connection that is up.
+type ConnectedInfo struct {
+	Attempt int
+	// Outage is how long the Conn was without a connection before this
+	// one (since Dial, for the first).
+	Outage      time.Duration
+	Subprotocol string
+}
+
+// WaitStartInfo describes the wait before the next attempt.
+type WaitStartInfo struct {
+	Delay time.Duration
+}
+
+// PingAnsweredInfo describes a heartbeat ping whose pong came back.
+type PingAnsweredInfo struct {
+	RTT time.Duration
+}
+
+// QueueInfo describes the send queue after a change.
+type QueueInfo struct {
+	// Depth is how many messages wait.
+	Depth int
+	// Full reports a Write refused with ErrSendQueueFull.
+	Full bool
+}
+
+// WithTrace has the Conn call t's hooks (see Trace). It may be given more
+// than once: every Trace is called. A nil Trace is an invalid option.
+// Default: none.
+func WithTrace(t *Trace) Option {
+	return optionFunc(func(c *config) {
+		if t == nil {
+			c.fail("WithTrace: nil Trace")
+			return
+		}
+		c.traces = append(c.traces, *t)
+	})
+}
+
+// maxTraceEvents bounds the events that wait for the hooks.
+const maxTraceEvents = 1024
+
+// traceKind says which hook an event is for.
+type traceKind uint8
+
+const (
+	evDialStart traceKind = iota
+	evDialDone
+	evConnected
+	evDisconnected
+	evWaitStart
+	evPingSent
+	evPingAnswered
+	evQueue
+	evState
+)
+
+// traceEvent is one event, by value: queueing one allocates nothing (the
+// queue's array is reused).
+type traceEvent struct {
+	kind       traceKind
+	attempt    int
+	d          time.Duration
+	err        error
+	status     int
+	depth      int
+	full       bool
+	state      State
+	text       string
+	disconnect Disconnect
+}
+
+// tracer delivers a Conn's events to its Traces, in order, on a goroutine
+// of its own that runs while events wait: emit starts it, and it ends when
+// no event waits. Nothing waits for it: it runs the application's hooks,
+// which the Conn never waits for.
+type tracer struct {
+	traces []Trace
+
+	mu      sync.Mutex
+	queue   []traceEvent
+	running bool // the delivering goroutine runs
+	stopped bool // the Conn has ended: no event is queued any more
+	dropped uint64
+}
+
+// emit queues ev for the hooks. It never blocks on them.
+func (t *tracer) emit(ev traceEvent) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	switch {
+	case t.stopped:
+		return
+	case len(t.queue) >= maxTraceEvents:
+		t.dropped++
+		return
+	}
+	t.queue = append(t.queue, ev)
+	if !t.running {
+		t.running = true
+		go t.deliver()
+	}
+}
+
+// deliver calls the hooks for each waiting event, until none waits.
+func (t *tracer) deliver() {
+	var batch []traceEvent
+	for {
+		t.mu.Lock()
+		if len(t.queue) == 0 {
+			t.running = false
+			if t.stopped {
+				t.queue = nil
+			}
+			t.mu.Unlock()
+			return
+		}
+		batch, t.queue = t.queue, batch[:0]
+		t.mu.Unlock()
+		for i := range batch {
+			t.call(&batch[i])
+			batch[i] = traceEvent{}
+		}
+	}
+}
+
+// stop queues no more events: the Conn has ended. Those waiting are still
+// delivered.
+func (t *tracer) stop() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.stopped = true
+}
+
+func (t *tracer) droppedEvents() uint64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.dropped
+}
+
+// call calls every Trace's hook for ev.
+func (t *tracer) call(ev *traceEvent) {
+	for i := range t.traces {
+		tr := &t.traces[i]
+		switch ev.kind {
+		case evDialStart:
+			if tr.DialStart != nil {
+				tr.DialStart(DialStartInfo{Attempt: ev.attempt})
+			}
+		case evDialDone:
+			if tr.DialDone != nil {
+				tr.DialDone(DialDoneInfo{Attempt: ev.attempt, Duration: ev.d, Err: ev.err, HTTPStatus: ev.status})
+			}
+		case evConnected:
+			if tr.Connected != nil {
+				tr.Connected(ConnectedInfo{Attempt: ev.attempt, Outage: ev.d, Subprotocol: ev.text})
+			}
+		case evDisconnected:
+			if tr.Disconnected != nil {
+				tr.Disconnected(ev.disconnect)
+			}
+		case evWaitStart:
+			if tr.WaitStart != nil {
+				tr.WaitStart(WaitStartInfo{Delay: ev.d})
+			}
+		case evPingSent:
+			if tr.PingSent != nil {
+				tr.PingSent()
+			}
+		case evPingAnswered:
+			if tr.PingAnswered != nil {
+				tr.PingAnswered(PingAnsweredInfo{RTT: ev.d})
+			}
+		case evQueue:
+			if tr.QueueChanged != nil {
+				tr.QueueChanged(QueueInfo{Depth: ev.depth, Full: ev.full})
+			}
+		case evState:
+			if tr.StateChanged != nil {
+				tr.StateChanged(ev.state)
+			}
+		}
+	}
+}
