@@ -5,7 +5,9 @@
 # internal/leakcheck in the root module). The test modules' dependencies
 # (toxiproxy, chromedp, goleak, ...) come through the Go module proxy on the
 # first run. Needs what .ci/run installs: Debian's python3-websockets,
-# iptables, chromium, tinyproxy, squid, dante-server and microsocks.
+# iptables, chromium, tinyproxy, squid, dante-server, microsocks and
+# redis-server. The modules are the root, and each go.mod under internal/
+# (test modules), otelwsreconnect/ and resume/ (resume/redisstore).
 #
 # Each module's results are printed as go test prints them; the run ends
 # with the failed tests, one line "N passed, N failed, N skipped" over every
@@ -23,7 +25,7 @@ all="$tmp/all.json" # every module's go test -json, for the verdict
 # to count (internal/testsummary reads the Output of a package's fail event
 # as what failed).
 fail() { printf '{"Action":"fail","Package":"%s","Output":"%s"}\n' "$1" "$2" >>"$all"; }
-for mod in . $(find internal otelwsreconnect -name go.mod -not -path '*/testdata/*' -exec dirname {} \; | sort); do
+for mod in . $(find internal otelwsreconnect resume -name go.mod -not -path '*/testdata/*' -exec dirname {} \; | sort); do
 	echo "== module $mod"
 	if ! (cd "$mod" && go vet ./...); then
 		fail "module $mod" "go vet ./... failed; its tests did not run"

@@ -1,14 +1,16 @@
 module github.com/wsreconnect/wsreconnect/internal/faulttest
 
-go 1.25
+go 1.26.0
 
 replace github.com/wsreconnect/wsreconnect => ../..
 
 require (
 	github.com/Shopify/toxiproxy/v2 v2.12.0
 	github.com/coder/websocket v1.8.15
+	github.com/redis/go-redis/v9 v9.24.0
 	github.com/rs/zerolog v1.33.0
 	github.com/wsreconnect/wsreconnect v0.0.0-00010101000000-000000000000
+	github.com/wsreconnect/wsreconnect/resume/redisstore v0.0.0-00010101000000-000000000000
 	go.uber.org/goleak v1.3.0
 )
 
@@ -26,7 +28,10 @@ require (
 	github.com/prometheus/common v0.62.0 // indirect
 	github.com/prometheus/procfs v0.15.1 // indirect
 	github.com/rs/xid v1.6.0 // indirect
-	golang.org/x/sys v0.31.0 // indirect
+	go.uber.org/atomic v1.12.0 // indirect
+	golang.org/x/sys v0.50.0 // indirect
 	google.golang.org/protobuf v1.36.1 // indirect
 	gopkg.in/tomb.v1 v1.0.0-20141024135613-dd632973f1e7 // indirect
 )
+
+replace github.com/wsreconnect/wsreconnect/resume/redisstore => ../../resume/redisstore
