@@ -219,6 +219,7 @@ func Dial(ctx context.Context, dial DialFunc, opts ...Option) (*Conn, error) {
 	c.counts.downSince = time.Now()
 	if len(cfg.traces) > 0 {
 		c.trace = &tracer{traces: cfg.traces}
+		c.trace.emit(traceEvent{kind: evState, state: StateConnecting})
 	}
 	go c.run()
 
@@ -588,7 +589,7 @@ func (c *Conn) to(n life, s *session) bool {
 		if n := len(c.queue); n > 0 {
 			c.unsent = &UnsentError{Count: n}
 			c.queue = nil
-			c.emit(traceEvent{kind: evQueue})
+			c.emit(traceEvent{kind: evQueue, dropped: n})
 		}
 		if !c.counts.downSince.IsZero() {
 			c.counts.downtime += time.Since(c.counts.downSince)

@@ -40,9 +40,12 @@ type Trace struct {
 	PingSent     func()
 	PingAnswered func(PingAnsweredInfo)
 	// QueueChanged is called when the send queue (WithSendQueue) grows or
-	// shrinks, and when a Write finds it full.
+	// shrinks, when a Write finds it full, and when the Conn ends with
+	// messages in it (Dropped).
 	QueueChanged func(QueueInfo)
-	// StateChanged is called when State changes.
+	// StateChanged is called first with the state the Conn starts in
+	// (StateConnecting, as Dial begins), then each time State changes; the
+	// last call is StateClosed.
 	StateChanged func(State)
 }
 
@@ -89,6 +92,9 @@ type QueueInfo struct {
 	Depth int
 	// Full reports a Write refused with ErrSendQueueFull.
 	Full bool
+	// Dropped is how many messages the Conn dropped unsent as it ended
+	// (Close, CloseNow, a stop: the UnsentError's Count); Depth is 0 then.
+	Dropped int
 }
 
 // WithTrace has the Conn call t's hooks (see Trace). It may be given more
@@ -131,6 +137,7 @@ type traceEvent struct {
 	err        error
 	status     int
 	depth      int
+	dropped    int
 	full       bool
 	state      State
 	text       string
@@ -240,7 +247,7 @@ func (t *tracer) call(ev *traceEvent) {
 			}
 		case evQueue:
 			if tr.QueueChanged != nil {
-				tr.QueueChanged(QueueInfo{Depth: ev.depth, Full: ev.full})
+				tr.QueueChanged(QueueInfo{Depth: ev.depth, Full: ev.full, Dropped: ev.dropped})
 			}
 		case evState:
 			if tr.StateChanged != nil {

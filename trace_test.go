@@ -67,6 +67,7 @@ func TestTraceReportsEveryEventInOrder(t *testing.T) {
 		c.CloseNow()
 		synctest.Wait() // the hooks have their last events
 		want := []string{
+			"state connecting",
 			"dial 1",
 			"dial 1 done: status 503, err true",
 			"disconnected 0 503 retry (overload)",
@@ -117,7 +118,8 @@ func TestTraceSlowHookDoesNotBlockConn(t *testing.T) {
 		unblock := func() { released.Do(func() { close(release) }) }
 		defer unblock()
 		var after traceLog
-		slow := &Trace{DialStart: func(DialStartInfo) { blocked.Do(func() { <-release }) }}
+		block := func() { blocked.Do(func() { <-release }) }
+		slow := &Trace{StateChanged: func(State) { block() }, DialStart: func(DialStartInfo) { block() }}
 		c := mustDial(t, srv.PipeDial(), WithTrace(slow), WithTrace(after.trace()),
 			WithHeartbeat(0, 0), WithInitialDelay(time.Millisecond), WithMaxDelay(time.Millisecond))
 		time.Sleep(time.Second) // hundreds of connections, each dropped
@@ -140,6 +142,36 @@ func TestTraceSlowHookDoesNotBlockConn(t *testing.T) {
 		synctest.Wait()
 		if n := len(after.all()); n < maxTraceEvents {
 			t.Fatalf("the next Trace saw %d events once the hook returned, want the %d that waited", n, maxTraceEvents)
+		}
+	})
+}
+
+// The messages a Conn drops unsent as it ends are reported with the last
+// queue event, as the UnsentError counts them.
+func TestTraceReportsQueueDroppedAtClose(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := wstest.NewServer(wstest.Drop(), wstest.Hang())
+		defer srv.Close()
+		var mu sync.Mutex
+		var infos []QueueInfo
+		tr := &Trace{QueueChanged: func(i QueueInfo) {
+			mu.Lock()
+			defer mu.Unlock()
+			infos = append(infos, i)
+		}}
+		c := mustDial(t, srv.PipeDial(), WithTrace(tr), WithSendQueue(8), WithHeartbeat(0, 0))
+		synctest.Wait() // dropped; the next handshake hangs
+		for range 3 {
+			if err := c.Write(t.Context(), websocket.MessageText, []byte("queued")); err != nil {
+				t.Fatal(err)
+			}
+		}
+		c.CloseNow()
+		synctest.Wait()
+		mu.Lock()
+		defer mu.Unlock()
+		if last := infos[len(infos)-1]; last != (QueueInfo{Dropped: 3}) {
+			t.Fatalf("queue events %+v, want the last to say 3 dropped", infos)
 		}
 	})
 }

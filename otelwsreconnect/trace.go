@@ -160,8 +160,8 @@ func (o *observer) attrs(extra ...attribute.KeyValue) attribute.Set {
 var bg = context.Background()
 
 // begin is called first for every event, under o.mu. It counts the Conn as
-// connecting from its first event (a Conn starts connecting, and says so
-// with no event), and reports whether the event is to be recorded: after
+// connecting from its first event (StateChanged(connecting), unless the
+// Conn's Trace queue dropped it), and reports whether the event is to be recorded: after
 // closed, only the send queue's drop is.
 func (o *observer) begin(queueDrop bool) bool {
 	if o.closed {
@@ -275,11 +275,9 @@ func (o *observer) queueChanged(i wsreconnect.QueueInfo) {
 	}
 	depth := int64(i.Depth)
 	switch {
-	case o.closed:
-		// Close dropped what waited.
-		if n := o.depth - depth; n > 0 {
-			o.in.queueDropped.Add(bg, n, o.droppedClosed)
-		}
+	case i.Dropped > 0:
+		// The Conn ended with these waiting (after its StateChanged(closed)).
+		o.in.queueDropped.Add(bg, int64(i.Dropped), o.droppedClosed)
 	case i.Full:
 		o.in.queueDropped.Add(bg, 1, o.droppedFull)
 	}
