@@ -310,7 +310,7 @@ func TestEachEventIsRecordedAsItsMetric(t *testing.T) {
 			tr.QueueChanged(wsreconnect.QueueInfo{Depth: 3})
 			tr.QueueChanged(wsreconnect.QueueInfo{Depth: 2})
 			tr.StateChanged(wsreconnect.StateClosed)
-			tr.QueueChanged(wsreconnect.QueueInfo{})
+			tr.QueueChanged(wsreconnect.QueueInfo{Dropped: 2})
 		},
 		want: []string{
 			"websocket.client.connection.count{websocket.client.connection.state=connecting} = 0",
@@ -355,7 +355,7 @@ func TestSecondQueueEventAfterCloseIsShared(t *testing.T) {
 	tr, r, errs := newTestTrace(t)
 	tr.QueueChanged(wsreconnect.QueueInfo{Depth: 1})
 	tr.StateChanged(wsreconnect.StateClosed)
-	tr.QueueChanged(wsreconnect.QueueInfo{})
+	tr.QueueChanged(wsreconnect.QueueInfo{Dropped: 1})
 	tr.QueueChanged(wsreconnect.QueueInfo{Depth: 1})
 	want := []string{
 		"websocket.client.connection.count{websocket.client.connection.state=connecting} = 0",
