@@ -218,7 +218,7 @@ func Dial(ctx context.Context, dial DialFunc, opts ...Option) (*Conn, error) {
 	c.end, c.cancel = context.WithCancel(c.base)
 	c.counts.downSince = time.Now()
 	if len(cfg.traces) > 0 {
-		c.trace = &tracer{traces: cfg.traces}
+		c.trace = newTracer(cfg.traces)
 		c.trace.emit(traceEvent{kind: evState, state: StateConnecting})
 	}
 	go c.run()

@@ -1,8 +1,9 @@
 package wsreconnect
 
 import (
-	"sync"
 	"time"
+
+	"github.com/wsreconnect/wsreconnect/internal/hooks"
 )
 
 // Trace holds callbacks that observe what a Conn does, in the manner of
@@ -110,9 +111,6 @@ func WithTrace(t *Trace) Option {
 	})
 }
 
-// maxTraceEvents bounds the events that wait for the hooks.
-const maxTraceEvents = 1024
-
 // traceKind says which hook an event is for.
 type traceKind uint8
 
@@ -144,73 +142,26 @@ type traceEvent struct {
 	disconnect Disconnect
 }
 
-// tracer delivers a Conn's events to its Traces, in order, on a goroutine
-// of its own that runs while events wait: emit starts it, and it ends when
-// no event waits. Nothing waits for it: it runs the application's hooks,
-// which the Conn never waits for.
+// tracer delivers a Conn's events to its Traces (see hooks.Queue).
 type tracer struct {
 	traces []Trace
+	events hooks.Queue[traceEvent]
+}
 
-	mu      sync.Mutex
-	queue   []traceEvent
-	running bool // the delivering goroutine runs
-	stopped bool // the Conn has ended: no event is queued any more
-	dropped uint64
+func newTracer(traces []Trace) *tracer {
+	t := &tracer{traces: traces}
+	t.events.Call = t.call
+	return t
 }
 
 // emit queues ev for the hooks. It never blocks on them.
-func (t *tracer) emit(ev traceEvent) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	switch {
-	case t.stopped:
-		return
-	case len(t.queue) >= maxTraceEvents:
-		t.dropped++
-		return
-	}
-	t.queue = append(t.queue, ev)
-	if !t.running {
-		t.running = true
-		go t.deliver()
-	}
-}
-
-// deliver calls the hooks for each waiting event, until none waits.
-func (t *tracer) deliver() {
-	var batch []traceEvent
-	for {
-		t.mu.Lock()
-		if len(t.queue) == 0 {
-			t.running = false
-			if t.stopped {
-				t.queue = nil
-			}
-			t.mu.Unlock()
-			return
-		}
-		batch, t.queue = t.queue, batch[:0]
-		t.mu.Unlock()
-		for i := range batch {
-			t.call(&batch[i])
-			batch[i] = traceEvent{}
-		}
-	}
-}
+func (t *tracer) emit(ev traceEvent) { t.events.Emit(ev) }
 
 // stop queues no more events: the Conn has ended. Those waiting are still
 // delivered.
-func (t *tracer) stop() {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.stopped = true
-}
+func (t *tracer) stop() { t.events.Stop() }
 
-func (t *tracer) droppedEvents() uint64 {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.dropped
-}
+func (t *tracer) droppedEvents() uint64 { return t.events.Dropped() }
 
 // call calls every Trace's hook for ev.
 func (t *tracer) call(ev *traceEvent) {

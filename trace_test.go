@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/wsreconnect/wsreconnect/internal/hooks"
 	"github.com/wsreconnect/wsreconnect/internal/wstest"
 )
 
@@ -140,8 +141,8 @@ func TestTraceSlowHookDoesNotBlockConn(t *testing.T) {
 		}
 		unblock()
 		synctest.Wait()
-		if n := len(after.all()); n < maxTraceEvents {
-			t.Fatalf("the next Trace saw %d events once the hook returned, want the %d that waited", n, maxTraceEvents)
+		if n := len(after.all()); n < hooks.Max {
+			t.Fatalf("the next Trace saw %d events once the hook returned, want the %d that waited", n, hooks.Max)
 		}
 	})
 }
