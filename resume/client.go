@@ -85,6 +85,7 @@ type Client struct {
 	err       error // why the Client ended
 	closing   bool  // Close or CloseNow was called
 	stats     Stats
+	trace     *tracer // nil without WithTrace
 
 	// shaking counts the handshakes past the application's OnConnect. It
 	// grows only under mu while the Client runs (err == nil, !closing),
@@ -155,6 +156,9 @@ type Stats struct {
 	// VolatileDropped counts the volatile messages dropped because Read
 	// did not keep up (see WithVolatileBacklog).
 	VolatileDropped uint64
+	// TraceDropped counts the events dropped because 1,024 waited for the
+	// hooks of a slow Trace (see WithTrace).
+	TraceDropped uint64
 }
 
 // Dial starts a Client: it dials with wsreconnect.Dial (passing the
@@ -166,7 +170,7 @@ func Dial(ctx context.Context, dial wsreconnect.DialFunc, opts ...Option) (*Clie
 	if err != nil {
 		return nil, err
 	}
-	c := &Client{cfg: cfg, done: make(chan struct{})}
+	c := &Client{cfg: cfg, done: make(chan struct{}), trace: newTracer(cfg.traces)}
 	c.readCtx, c.stopRead = context.WithCancel(context.WithoutCancel(ctx))
 	// The handshake comes first, so that an OnConnect among the caller's
 	// options replaces it visibly (checked below) rather than the reverse.
@@ -477,6 +481,7 @@ func (c *Client) Stats() Stats {
 		st.Session = c.cur.id
 		st.Unacked, st.UnackedBytes = c.cur.tx.len(), c.cur.tx.bytes
 	}
+	st.TraceDropped = c.trace.dropped()
 	return st
 }
 
@@ -530,6 +535,7 @@ func (c *Client) retire() {
 		l.stop()
 	}
 	c.shaking.Wait()
+	c.trace.stop()
 	close(c.done)
 }
 
@@ -624,12 +630,18 @@ func (c *Client) adopt(ws *websocket.Conn, k uint64, s *clientSession, f frame) 
 		}
 		ns = s
 		c.stats.Resumes++
+		c.trace.emit(traceEvent{resumed: true, id: s.id, replayed: s.tx.len()})
 	case s != nil && f.session == s.id:
 		return malformed("a new session with the old one's id")
 	default:
 		ns = &clientSession{id: f.session}
 		c.cur = ns
 		c.stats.Sessions++
+		ev := traceEvent{id: ns.id}
+		if s != nil {
+			ev.lost, ev.unconfirmed = s.id, s.tx.len()
+		}
+		c.trace.emit(ev)
 	}
 	ns.peer = f.limits
 

@@ -77,6 +77,7 @@ type config struct {
 	connOpts      []wsreconnect.Option
 	onConnect     func(context.Context, *websocket.Conn) error
 	handshakeHook func() // tests only: runs inside each handshake, where Close waits for it
+	traces        []Trace
 
 	// Server.
 	store            Store
