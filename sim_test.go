@@ -288,6 +288,8 @@ type simWorld struct {
 	discs        []*simDisc
 	reconnects   []int64     // when Reconnect was called (sequence numbers)
 	reconnectAt  []time.Time // and when, on the clock
+	probes       []int64     // when Probe was called (sequence numbers)
+	probeAt      []time.Time // and when, on the clock
 	writes       map[string]*simWrite
 	reads        []simRead
 	readStop     error       // the Read error that ended the reader, if not ErrClosed
@@ -685,6 +687,31 @@ func (w *simWorld) reconnect() {
 	c.Reconnect()
 }
 
+func (w *simWorld) probe() {
+	c := w.conn.Load()
+	if c == nil {
+		return
+	}
+	w.mu.Lock()
+	w.probes = append(w.probes, w.ev("Probe"))
+	w.probeAt = append(w.probeAt, time.Now())
+	w.mu.Unlock()
+	c.Probe()
+}
+
+// lastProbeBetween returns when Probe was last called between the events
+// lo and hi (sequence numbers).
+func (w *simWorld) lastProbeBetween(lo, hi int64) (time.Time, bool) {
+	var at time.Time
+	ok := false
+	for i, s := range w.probes {
+		if s > lo && s < hi {
+			at, ok = w.probeAt[i], true
+		}
+	}
+	return at, ok
+}
+
 // controller disrupts the Conn during the chaos phase.
 func (w *simWorld) controller(c *Conn) {
 	r := w.rng(5, 0)
@@ -698,6 +725,8 @@ func (w *simWorld) controller(c *Conn) {
 		switch x := r.IntN(100); {
 		case x < 50:
 			w.reconnect()
+		case x < 60:
+			w.probe()
 		case x < 70:
 			_ = c.State()
 			_ = c.Stats()
@@ -1074,20 +1103,43 @@ func (w *simWorld) checkLedgers(c *Conn) {
 			continue
 		}
 		hbDeath := errors.Is(d.Err, ErrHeartbeatTimeout)
+		var probedAt time.Time
+		probed := false
+		if dl != nil {
+			probedAt, probed = w.lastProbeBetween(dl.returnSeq, dr.seq)
+		}
 		if hbDeath {
+			timeout := w.cfg.hbTimeout
 			if w.cfg.hbInterval == 0 {
-				violate("disconnect %d: a heartbeat timeout with the heartbeat off", n)
-			} else if dl != nil && !w.cfg.tcp {
-				step := max(min(w.cfg.hbInterval, w.cfg.hbTimeout)/8, time.Millisecond)
-				born := w.dialReturnTime(dl)
-				death := born.Add(d.Uptime)
+				timeout = DefaultHeartbeatTimeout // Probe's
+			}
+			step := max(min(w.cfg.hbInterval, timeout)/8, time.Millisecond)
+			if w.cfg.hbInterval == 0 {
+				step = max(timeout/8, time.Millisecond)
+			}
+			var death time.Time
+			if dl != nil {
+				death = w.dialReturnTime(dl).Add(d.Uptime)
 				if d.Uptime == 0 {
 					death = dr.at // it died while being set up: no uptime
 				}
-				if silence := death.Sub(l.lastWrite); !l.lastWrite.IsZero() && silence < w.cfg.hbInterval+w.cfg.hbTimeout-step {
-					violate("disconnect %d: heartbeat timeout %v after the server's last frame (interval %v, timeout %v; plan %v)",
-						n, silence, w.cfg.hbInterval, w.cfg.hbTimeout, l.plan)
-				}
+			}
+			// Silent for the heartbeat's interval and timeout, or for a
+			// probe's timeout (a Probe while the heartbeat's own probe
+			// was out leaves that one to judge).
+			silence := death.Sub(l.lastWrite)
+			silent := l.lastWrite.IsZero() || w.cfg.hbInterval > 0 && silence >= w.cfg.hbInterval+w.cfg.hbTimeout-step
+			switch {
+			case w.cfg.hbInterval == 0 && !probed:
+				violate("disconnect %d: a heartbeat timeout with the heartbeat off and no Probe", n)
+			case dl == nil || w.cfg.tcp || silent:
+			case probed && death.Sub(probedAt) >= timeout-step:
+			case probed:
+				violate("disconnect %d: a heartbeat timeout %v after Probe (timeout %v) and %v after the server's last frame (interval %v; plan %v)",
+					n, death.Sub(probedAt), timeout, silence, w.cfg.hbInterval, l.plan)
+			default:
+				violate("disconnect %d: heartbeat timeout %v after the server's last frame (interval %v, timeout %v; plan %v)",
+					n, silence, w.cfg.hbInterval, w.cfg.hbTimeout, l.plan)
 			}
 		}
 		switch {
@@ -1196,7 +1248,19 @@ func (w *simWorld) checkDelay(n int, d Disconnect) {
 	violate := func(format string, args ...any) {
 		w.violations = append(w.violations, fmt.Sprintf(format, args...))
 	}
+	// A Reconnect or Probe during the connection or its end asks for the
+	// next dial at once (a Probe that found it dead; a Reconnect that
+	// came once it was ending): no wait.
+	dialSeq := int64(0)
+	if n-1 < len(w.dials) {
+		dialSeq = w.dials[n-1].seq
+	}
+	discSeq := w.discs[n-1].seq
+	asked := func(seqs []int64) bool {
+		return slices.ContainsFunc(seqs, func(s int64) bool { return s > dialSeq && s < discSeq })
+	}
 	switch {
+	case d.Delay == 0 && (asked(w.reconnects) || asked(w.probes)):
 	case d.RetryAfter > 0:
 		hi := min(d.RetryAfter+d.RetryAfter/10+1, simMaxRetryAfter)
 		lo := d.RetryAfter
@@ -1220,7 +1284,8 @@ func (w *simWorld) checkDelay(n int, d Disconnect) {
 	}
 	dr, next := w.discs[n-1], w.dials[n]
 	gap := next.at.Sub(dr.returnAt)
-	cut := slices.ContainsFunc(w.reconnects, func(s int64) bool { return s > w.dials[n-1].seq && s < next.seq })
+	cuts := func(s int64) bool { return s > w.dials[n-1].seq && s < next.seq }
+	cut := slices.ContainsFunc(w.reconnects, cuts) || slices.ContainsFunc(w.probes, cuts)
 	switch {
 	case dr.returnAt.IsZero():
 	case cut && gap > d.Delay:
