@@ -154,7 +154,11 @@ func newTracer(traces []Trace) *tracer {
 	return t
 }
 
-// emit queues ev for the hooks. It never blocks on them.
+// emit queues ev for the hooks. It never blocks on them. (Not inlined:
+// its copy of ev would sit in the frame of every function that emits, the
+// supervisor's among them, whose stack an idle Conn keeps.)
+//
+//go:noinline
 func (t *tracer) emit(ev traceEvent) { t.events.Emit(ev) }
 
 // stop queues no more events: the Conn has ended. Those waiting are still
