@@ -276,7 +276,15 @@ func TestToxiproxyLatency(t *testing.T) {
 // the 16-32 KiB messages into hundreds): every message still arrives whole,
 // and nothing disconnects.
 func TestToxiproxySlicer(t *testing.T) {
-	eachMode(t, nil, func(e *toxEnv) {
+	// A timeout that a pong, sliced into bytes, meets on a loaded machine
+	// under the race detector (with 200 ms it sometimes did not: a false
+	// death, of the test's making).
+	cfg := func(mode) envConfig {
+		c := defaultEnvConfig()
+		c.hbTimeout = time.Second
+		return c
+	}
+	eachMode(t, cfg, func(e *toxEnv) {
 		e.progress(20)
 		n := e.w.numDisconnects()
 		toxics := e.both("slicer", "slicer", map[string]any{"average_size": 24, "size_variation": 20, "delay": 10})
