@@ -129,6 +129,20 @@ func (c *cond) wait() <-chan struct{} {
 	return c.ch
 }
 
+// await waits for the next broadcast with mu held, releasing it
+// meanwhile; it returns nil with mu held again, or ctx's error without.
+func (c *cond) await(ctx context.Context, mu *sync.Mutex) error {
+	ch := c.wait()
+	mu.Unlock()
+	select {
+	case <-ch:
+		mu.Lock()
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
 func (c *cond) broadcast() {
 	if c.ch != nil {
 		close(c.ch)
@@ -291,14 +305,9 @@ func (c *Client) Write(ctx context.Context, typ websocket.MessageType, p []byte)
 			c.mu.Unlock()
 			return ErrOutboxFull
 		}
-		ch := c.room.wait()
-		c.mu.Unlock()
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return fmt.Errorf("resume: write: waiting for room in the outbox: %w", ctx.Err())
+		if err := c.room.await(ctx, &c.mu); err != nil {
+			return fmt.Errorf("resume: write: waiting for room in the outbox: %w", err)
 		}
-		c.mu.Lock()
 	}
 	seq := s.tx.last() + 1
 	frame := encodeData(seq, p)
@@ -344,14 +353,9 @@ func (c *Client) WriteVolatile(ctx context.Context, typ websocket.MessageType, p
 			c.mu.Unlock()
 			return ErrOutboxFull
 		}
-		ch := c.room.wait()
-		c.mu.Unlock()
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return fmt.Errorf("resume: write volatile: %w", ctx.Err())
+		if err := c.room.await(ctx, &c.mu); err != nil {
+			return fmt.Errorf("resume: write volatile: %w", err)
 		}
-		c.mu.Lock()
 	}
 }
 
@@ -384,14 +388,9 @@ func (c *Client) Flush(ctx context.Context) error {
 			c.mu.Unlock()
 			return nil
 		}
-		ch := c.room.wait()
-		c.mu.Unlock()
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return fmt.Errorf("resume: flush: %w", ctx.Err())
+		if err := c.room.await(ctx, &c.mu); err != nil {
+			return fmt.Errorf("resume: flush: %w", err)
 		}
-		c.mu.Lock()
 	}
 }
 

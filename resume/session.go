@@ -244,14 +244,9 @@ func (s *Session) Write(ctx context.Context, typ websocket.MessageType, p []byte
 			s.mu.Unlock()
 			return ErrOutboxFull
 		}
-		ch := s.room.wait()
-		s.mu.Unlock()
-		select {
-		case <-ch:
-		case <-ctx.Done():
+		if s.room.await(ctx, &s.mu) != nil {
 			return s.ctxErr("write: waiting for room in the outbox", ctx)
 		}
-		s.mu.Lock()
 	}
 	seq := s.tx.last() + 1 // Writes are serialized: no one else adds
 	s.mu.Unlock()
@@ -305,14 +300,9 @@ func (s *Session) WriteVolatile(ctx context.Context, typ websocket.MessageType, 
 			s.mu.Unlock()
 			return ErrOutboxFull
 		}
-		ch := s.room.wait()
-		s.mu.Unlock()
-		select {
-		case <-ch:
-		case <-ctx.Done():
+		if s.room.await(ctx, &s.mu) != nil {
 			return s.ctxErr("write volatile", ctx)
 		}
-		s.mu.Lock()
 	}
 }
 
@@ -330,14 +320,9 @@ func (s *Session) Flush(ctx context.Context) error {
 			s.mu.Unlock()
 			return nil
 		}
-		ch := s.room.wait()
-		s.mu.Unlock()
-		select {
-		case <-ch:
-		case <-ctx.Done():
+		if s.room.await(ctx, &s.mu) != nil {
 			return s.ctxErr("flush", ctx)
 		}
-		s.mu.Lock()
 	}
 }
 
