@@ -620,6 +620,15 @@ func (w *simWorld) callbacks() []Option {
 		rec.returnAt, rec.returnSeq = time.Now(), w.ev("OnDisconnect returns")
 		w.mu.Unlock()
 	})}
+	if simTrace {
+		// The heartbeat's pings and the states, among the events printed
+		// (the hooks run as they happen: the fake clock stands still).
+		opts = append(opts, WithTrace(&Trace{
+			PingSent:     func() { w.ev("client: ping sent") },
+			PingAnswered: func(i PingAnsweredInfo) { w.ev("client: pong after %v", i.RTT) },
+			StateChanged: func(s State) { w.ev("client: state %v", s) },
+		}))
+	}
 	if w.cfg.onConnect {
 		opts = append(opts, WithOnConnect(func(ctx context.Context, ws *websocket.Conn) error {
 			defer w.callbackStarts("OnConnect")()
@@ -699,17 +708,15 @@ func (w *simWorld) probe() {
 	c.Probe()
 }
 
-// lastProbeBetween returns when Probe was last called between the events
-// lo and hi (sequence numbers).
-func (w *simWorld) lastProbeBetween(lo, hi int64) (time.Time, bool) {
-	var at time.Time
-	ok := false
+// firstProbeBetween returns when Probe was first called between the events
+// lo and hi (sequence numbers), not before since.
+func (w *simWorld) firstProbeBetween(lo, hi int64, since time.Time) (time.Time, bool) {
 	for i, s := range w.probes {
-		if s > lo && s < hi {
-			at, ok = w.probeAt[i], true
+		if s > lo && s < hi && !w.probeAt[i].Before(since) {
+			return w.probeAt[i], true
 		}
 	}
-	return at, ok
+	return time.Time{}, false
 }
 
 // controller disrupts the Conn during the chaos phase.
@@ -1103,11 +1110,6 @@ func (w *simWorld) checkLedgers(c *Conn) {
 			continue
 		}
 		hbDeath := errors.Is(d.Err, ErrHeartbeatTimeout)
-		var probedAt time.Time
-		probed := false
-		if dl != nil {
-			probedAt, probed = w.lastProbeBetween(dl.returnSeq, dr.seq)
-		}
 		if hbDeath {
 			timeout := w.cfg.hbTimeout
 			if w.cfg.hbInterval == 0 {
@@ -1127,8 +1129,23 @@ func (w *simWorld) checkLedgers(c *Conn) {
 			// Silent for the heartbeat's interval and timeout, or for a
 			// probe's timeout (a Probe while the heartbeat's own probe
 			// was out leaves that one to judge).
-			silence := death.Sub(l.lastWrite)
-			silent := l.lastWrite.IsZero() || w.cfg.hbInterval > 0 && silence >= w.cfg.hbInterval+w.cfg.hbTimeout-step
+			// A frame that completes at the instant of the death was read
+			// while the connection was drained (the client's reader was
+			// stuck until the kill: say, in a pong to a server that stopped
+			// reading): the one before was the last evidence.
+			last := l.lastWrite
+			if !last.Before(death) {
+				last = l.prevWrite
+			}
+			silence := death.Sub(last)
+			// The probe that judged: the first after the last evidence
+			// (one before it was answered by it).
+			var probedAt time.Time
+			probed := false
+			if dl != nil {
+				probedAt, probed = w.firstProbeBetween(dl.returnSeq, dr.seq, last)
+			}
+			silent := last.IsZero() || w.cfg.hbInterval > 0 && silence >= w.cfg.hbInterval+w.cfg.hbTimeout-step
 			switch {
 			case w.cfg.hbInterval == 0 && !probed:
 				violate("disconnect %d: a heartbeat timeout with the heartbeat off and no Probe", n)
@@ -1138,8 +1155,9 @@ func (w *simWorld) checkLedgers(c *Conn) {
 				violate("disconnect %d: a heartbeat timeout %v after Probe (timeout %v) and %v after the server's last frame (interval %v; plan %v)",
 					n, death.Sub(probedAt), timeout, silence, w.cfg.hbInterval, l.plan)
 			default:
-				violate("disconnect %d: heartbeat timeout %v after the server's last frame (interval %v, timeout %v; plan %v)",
-					n, silence, w.cfg.hbInterval, w.cfg.hbTimeout, l.plan)
+				born := w.dialReturnTime(dl)
+				violate("disconnect %d: heartbeat timeout %v after the server's last frame (interval %v, timeout %v; up at %v, last frame %v later, died %v later; plan %v)",
+					n, silence, w.cfg.hbInterval, w.cfg.hbTimeout, born.Sub(w.t0), last.Sub(born), death.Sub(born), l.plan)
 			}
 		}
 		switch {

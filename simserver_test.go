@@ -93,6 +93,7 @@ type simConnLog struct {
 
 	sent      int       // messages fully written: indexes 0..sent-1
 	lastWrite time.Time // when a frame was last fully written (evidence for the client)
+	prevWrite time.Time // when the one before was
 	lastWSeq  int64
 
 	sentClose    websocket.StatusCode // our close frame, fully written (0: none)
@@ -261,7 +262,7 @@ func (c *simConn) frameLocked(fin bool, op byte, p []byte) error {
 
 func (c *simConn) wrote() {
 	c.s.mu.Lock()
-	c.l.lastWrite = time.Now()
+	c.l.prevWrite, c.l.lastWrite = c.l.lastWrite, time.Now()
 	c.l.lastWSeq = c.s.w.next()
 	c.s.mu.Unlock()
 }
