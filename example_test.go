@@ -381,6 +381,65 @@ func ExampleConn_Reconnect() {
 	// server: {"op":"hello"}
 }
 
+// Probe checks the connection now, when the application learns that the
+// network changed (a reachability callback, a VPN that came up): a healthy
+// connection is kept, a dead one replaced at once. Here the first
+// connection has gone dead without a sign (its server stopped reading),
+// and the heartbeat, every hour, would not look for a long while.
+func ExampleConn_Probe() {
+	quit := make(chan struct{})
+	url, httpClient, stop := testServer(func(n int, w http.ResponseWriter, r *http.Request) {
+		ws, err := websocket.Accept(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer ws.CloseNow()
+		if n == 1 {
+			ws.Write(r.Context(), websocket.MessageText, []byte("hello 1"))
+			<-quit // reads nothing more: answers no ping
+			return
+		}
+		ctx := ws.CloseRead(r.Context())
+		ws.Write(ctx, websocket.MessageText, []byte("hello 2"))
+		<-ctx.Done()
+	})
+	defer stop()
+	defer close(quit)
+
+	ctx := context.Background()
+	c, err := wsreconnect.Dial(ctx,
+		func(ctx context.Context) (*websocket.Conn, *http.Response, error) {
+			return websocket.Dial(ctx, url, &websocket.DialOptions{HTTPClient: httpClient})
+		},
+		wsreconnect.WithHeartbeat(time.Hour, time.Second),
+		wsreconnect.WithOnDisconnect(func(d wsreconnect.Disconnect) {
+			fmt.Printf("disconnect: code %d, dead %v, reconnect in %v\n",
+				d.Code, errors.Is(d.Err, wsreconnect.ErrHeartbeatTimeout), d.Delay)
+		}),
+	)
+	if err != nil {
+		fmt.Println("dial:", err)
+		return
+	}
+	defer c.CloseNow()
+
+	for i := range 2 {
+		_, p, err := c.Read(ctx)
+		if err != nil {
+			fmt.Println("read:", err)
+			return
+		}
+		fmt.Println("server:", string(p))
+		if i == 0 {
+			c.Probe() // say, the phone moved from Wi-Fi to mobile
+		}
+	}
+	// Output:
+	// server: hello 1
+	// disconnect: code 1006, dead true, reconnect in 0s
+	// server: hello 2
+}
+
 // Subprotocol is what the live connection negotiated ("" while the Conn
 // reconnects): the subprotocols are offered as usual, in the DialFunc.
 func ExampleConn_Subprotocol() {
