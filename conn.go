@@ -182,6 +182,8 @@ type Conn struct {
 	life        life
 	wakeNow     bool // a Reconnect asked for no wait before the next dial
 	firstSent   bool
+	offline     bool // the next dial waits for the network (awaitNetwork)
+	dialAnyway  bool // Reconnect or Probe said not to wait for it
 }
 
 // Dial starts a Conn and returns once its first connection is up (after
@@ -404,7 +406,9 @@ func (c *Conn) shutdown(graceful bool, code websocket.StatusCode, reason string)
 //   - While a connection is being dropped, during the wait before the next
 //     attempt, and from OnDisconnect, it cuts that wait short.
 //   - While a dial is under way, it does nothing: that dial is the new
-//     connection. After the Conn has ended, it does nothing.
+//     connection. While the Conn holds its next dial because the browser
+//     says it is offline, it dials anyway. After the Conn has ended, it
+//     does nothing.
 //
 // A requested reconnect counts as an end like any other for Attempt (which
 // resets after a stable connection) and for resetting the schedules, but
@@ -423,6 +427,8 @@ func (c *Conn) Reconnect() {
 	case ending, waiting:
 		c.wakeNow = true
 		signal(c.wake)
+	case dialing:
+		c.askedToDial()
 	}
 	c.mu.Unlock()
 }
@@ -435,7 +441,8 @@ func (c *Conn) Reconnect() {
 // A healthy connection is kept; a dead one is dropped as the heartbeat
 // would drop it (code 1006, Err wrapping ErrHeartbeatTimeout) and redialed
 // at once, without the wait the schedule would impose. A Conn waiting to
-// redial dials at once; one that is dialing, or being set up before its
+// redial dials at once, also one that holds its dial because the browser
+// says it is offline; one that is dialing, or being set up before its
 // heartbeat starts, goes on as it is. Probe returns at once: what it finds
 // is reported as any end is (OnDisconnect, State, Trace).
 //
@@ -458,6 +465,8 @@ func (c *Conn) Probe() {
 	case ending, waiting:
 		c.wakeNow = true
 		signal(c.wake)
+	case dialing:
+		c.askedToDial()
 	}
 	c.mu.Unlock()
 }
@@ -465,8 +474,8 @@ func (c *Conn) Probe() {
 // wallNow reads the wall clock alone (no monotonic reading), to tell a
 // machine's sleep by (see heartbeat.clockGap).
 func (c *Conn) wallNow() time.Time {
-	if c.cfg.wall != nil {
-		return c.cfg.wall()
+	if f := c.cfg.fake; f != nil && f.wall != nil {
+		return f.wall()
 	}
 	return time.Now().Round(0)
 }

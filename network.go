@@ -40,19 +40,51 @@ func (c *Conn) networkChanged(ev netEvent) {
 
 // awaitNetwork waits, before an attempt, until the platform says the
 // network is there (in the browser, navigator.onLine), so that an offline
-// page burns no attempts; false once the Conn is closed.
+// page burns no attempts; false once the Conn is closed. Reconnect and
+// Probe have it dial anyway (the browser may say offline and still reach
+// a server on localhost).
 func (c *Conn) awaitNetwork() bool {
-	logged := false
-	for !online() {
-		if !logged {
-			c.logger().LogAttrs(context.Background(), slog.LevelInfo, "wsreconnect: offline: waiting for the network")
-			logged = true
-		}
+	if c.online() {
+		return c.end.Err() == nil
+	}
+	c.logger().LogAttrs(context.Background(), slog.LevelInfo, "wsreconnect: offline: waiting for the network")
+	c.mu.Lock()
+	c.offline = true
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		c.offline, c.dialAnyway = false, false
+		c.mu.Unlock()
+	}()
+	for !c.online() {
 		select {
 		case <-c.wake:
 		case <-c.end.Done():
 			return false
 		}
+		c.mu.Lock()
+		anyway := c.dialAnyway
+		c.mu.Unlock()
+		if anyway {
+			break
+		}
 	}
 	return c.end.Err() == nil
+}
+
+// online reports whether the platform says the network is there.
+func (c *Conn) online() bool {
+	if f := c.cfg.fake; f != nil && f.online != nil {
+		return f.online()
+	}
+	return online()
+}
+
+// askedToDial has a Conn that waits for the network dial anyway
+// (Reconnect, Probe); c.mu must be held.
+func (c *Conn) askedToDial() {
+	if c.offline {
+		c.dialAnyway = true
+		signal(c.wake)
+	}
 }

@@ -69,9 +69,16 @@ type config struct {
 
 	traces []Trace
 
-	wall func() time.Time // the wall clock, for tests that make it jump (Conn.wallNow)
+	fake *fakePlatform // for tests: a wall clock that jumps, a network that goes
 
 	errs []error // problems found while applying options
+}
+
+// fakePlatform replaces what a Conn learns from its platform, for tests
+// (one pointer, so that a Conn stays in its size class).
+type fakePlatform struct {
+	wall   func() time.Time // the wall clock (Conn.wallNow)
+	online func() bool      // what the platform says of the network (Conn.online)
 }
 
 func defaultConfig() config {
@@ -379,7 +386,10 @@ func WithPingFunc(fn func(ctx context.Context, ws *websocket.Conn) error) Option
 //     attempt), attempt (Disconnect.Attempt), decision (stop, retry,
 //     retry_overload), delay and
 //     err: at Warn for a retry the schedules expect, at Info for a reconnect
-//     the application asked for, at Error when the Conn stops.
+//     the application asked for, at Error when the Conn stops;
+//   - "wsreconnect: offline: waiting for the network", at Info, in the
+//     browser, when the Conn holds its next dial until the page's online
+//     event (see Conn.Probe).
 //
 // The logs never contain the credentials or the query of the dial URL.
 // Default: silent.

@@ -53,7 +53,7 @@ type sleepyClock struct{ slept atomic.Int64 }
 
 func (s *sleepyClock) option() Option {
 	return optionFunc(func(c *config) {
-		c.wall = func() time.Time { return time.Now().Round(0).Add(time.Duration(s.slept.Load())) }
+		c.fake = &fakePlatform{wall: func() time.Time { return time.Now().Round(0).Add(time.Duration(s.slept.Load())) }}
 	})
 }
 
@@ -327,6 +327,58 @@ func TestNetworkEvents(t *testing.T) {
 				time.Sleep(time.Second)
 				if pings := srv.PingTimes(); len(pings) != 1 || !pings[0].Equal(at) {
 					t.Fatalf("pings at %v, want one at once (%v)", pings, at)
+				}
+			})
+		})
+	}
+}
+
+// While the platform says the network is gone (the browser's
+// navigator.onLine), no dial is made: until it is back (online), or until
+// Reconnect or Probe says to dial anyway (a server on localhost answers
+// without a network); Close ends the wait at once.
+func TestOfflineHoldsTheNextDial(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		end  func(c *Conn, net *atomic.Bool)
+	}{
+		{"until online", func(c *Conn, net *atomic.Bool) { net.Store(true); c.networkChanged(netOnline) }},
+		{"until Reconnect", func(c *Conn, _ *atomic.Bool) { c.Reconnect() }},
+		{"until Probe", func(c *Conn, _ *atomic.Bool) { c.Probe() }},
+		{"until Close", nil},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				srv := wstest.NewServer(wstest.Echo())
+				defer srv.Close()
+				var net atomic.Bool
+				net.Store(true)
+				c := mustDial(t, srv.PipeDial(), WithHeartbeat(0, 0),
+					optionFunc(func(cfg *config) { cfg.fake = &fakePlatform{online: net.Load} }))
+				net.Store(false)
+				c.Reconnect()
+				time.Sleep(time.Hour)
+				if n := srv.Attempts.Load(); n != 1 {
+					t.Fatalf("%d dials while offline, want none after the first", n)
+				}
+				if tt.end == nil {
+					start := time.Now()
+					if err := c.Close(websocket.StatusNormalClosure, ""); err != nil {
+						t.Fatalf("Close: %v", err)
+					}
+					<-c.Done()
+					if d := time.Since(start); d != 0 {
+						t.Fatalf("Close took %v while offline", d)
+					}
+					return
+				}
+				at := time.Now()
+				tt.end(c, &net)
+				if err := c.WaitConnected(t.Context()); err != nil {
+					t.Fatal(err)
+				}
+				if times := srv.AttemptTimes(); len(times) != 2 || !times[1].Equal(at) {
+					t.Fatalf("attempts at %v, want the second at once, at %v", times, at)
 				}
 			})
 		})
