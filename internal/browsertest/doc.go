@@ -28,8 +28,10 @@
 //     visible again. network_test.go says what Chromium does; go test -v
 //     logs the figures (FIGURE).
 //   - TestExamplePage builds and starts examples/browser, opens its page,
-//     waits for three disconnects and a new connection, checks the page
-//     and, with UPDATE_SCREENSHOT=1, writes its screenshot to docs/browser.png.
+//     waits for three disconnects and a new connection, checks the page,
+//     takes its network away until the client waits for it, gives it back
+//     until the client is connected again and, with UPDATE_SCREENSHOT=1,
+//     writes its screenshot to docs/browser.png.
 //
 // They need Chromium: /usr/bin/chromium (Debian's chromium package) or
 // $CHROMIUM. Without it they skip, except under CI=true, where they fail.
