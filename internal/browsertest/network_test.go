@@ -262,8 +262,8 @@ var networkChecks = map[string]func(*testing.T, ran){
 		// held with the socket's traffic, so no answer comes, and the
 		// connection is dropped a probe's timeout after the event, as a
 		// heartbeat timeout, to be redialed at once. But the network is
-		// gone: the Conn dials nothing until it is back (the host checks
-		// the server's side), and says so once.
+		// gone: the Conn dials nothing until it is back (the page creates
+		// no WebSocket, and reports no failed dial), and says so once.
 		if wantDisconnects(t, r, 1) {
 			d := r.Disconnects[0]
 			if d.Code != 1006 || !d.HeartbeatTimeout || d.Decision != "retry" || !d.Reconnect || d.DelayMs != 0 {
