@@ -21,6 +21,11 @@
 // and closes with 1012 "service restart", and stops answering, which the
 // client's application-level heartbeat finds. It never sends 1008 or 1000,
 // which would stop the client: the page keeps going.
+//
+// The page also shows what the browser says about the network, and what
+// the client logs about it: take the network away (DevTools, Network,
+// Offline) and the client probes its connection, finds it dead and dials
+// nothing while offline; give it back and it dials at once.
 package main
 
 import (

@@ -18,10 +18,20 @@
 //     and a dial timeout. The page records what the browser's WebSocket
 //     objects reported (close codes, wasClean, close() calls that threw);
 //     each subtest logs it next to the library's Disconnects and what the
-//     server saw, and checks them.
+//     server saw, and checks them. The network scenarios run in a browser
+//     of their own, and have the host take their page's network away and
+//     give it back (DevTools' network emulation: navigator.onLine, the
+//     offline and online events, a socket whose traffic is held) and
+//     minimize and restore its window (the page hidden, then visible):
+//     offline with and without a ping func, Close while offline, Dial
+//     while offline, online during a 30 s backoff wait, and a page made
+//     visible again. network_test.go says what Chromium does; go test -v
+//     logs the figures (FIGURE).
 //   - TestExamplePage builds and starts examples/browser, opens its page,
-//     waits for three disconnects and a new connection, checks the page
-//     and, with UPDATE_SCREENSHOT=1, writes its screenshot to docs/browser.png.
+//     waits for three disconnects and a new connection, checks the page,
+//     takes its network away until the client waits for it, gives it back
+//     until the client is connected again and, with UPDATE_SCREENSHOT=1,
+//     writes its screenshot to docs/browser.png.
 //
 // They need Chromium: /usr/bin/chromium (Debian's chromium package) or
 // $CHROMIUM. Without it they skip, except under CI=true, where they fail.

@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,14 +17,17 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/wsreconnect/wsreconnect/internal/browsertest/report"
 )
 
 // TestExamplePage runs examples/browser as a user would (its binary, on
 // 127.0.0.1:0), opens its page in headless Chromium, waits until the page
 // shows three Disconnects (1006, 1013, a refused handshake) and a
-// connection again, and checks what the page says. If the page never gets
-// there, a screenshot goes to the test's temporary directory; with
-// UPDATE_SCREENSHOT=1 the final page's goes to docs/browser.png.
+// connection again, and checks what the page says; then it takes the
+// page's network away (the client waits for it) and gives it back (the
+// client connects again). If the page never gets there, a screenshot goes
+// to the test's temporary directory; with UPDATE_SCREENSHOT=1 the final
+// page's goes to docs/browser.png.
 func TestExamplePage(t *testing.T) {
 	chromium := requireChromium(t)
 	verifyNoLeaks(t)
@@ -97,6 +101,7 @@ func TestExamplePage(t *testing.T) {
 	if ticks == 0 {
 		t.Errorf("no tick among the messages shown: %q", got.Messages)
 	}
+	exampleOffline(ctx, t, tb)
 
 	if os.Getenv("UPDATE_SCREENSHOT") != "1" {
 		return
@@ -122,6 +127,60 @@ const examplePageState = `(() => {
 		messages: [...document.querySelectorAll("#messages li")].map((li) => li.textContent),
 	});
 })()`
+
+// exampleOffline takes the example page's network away and gives it back
+// (DevTools' network emulation, as in the network scenarios of
+// TestBrowser): the page must say offline, and the client that it waits
+// for the network; back online, it must be connected again, at once.
+func exampleOffline(ctx context.Context, t *testing.T, tb *tab) {
+	t.Helper()
+	poll := func(what, cond string) (string, bool) {
+		t.Helper()
+		raw, err := chromedp.Run(ctx, chromedp.Poll[string](cond,
+			chromedp.WithPollingInterval(50*time.Millisecond), chromedp.WithPollingTimeout(15*time.Second)))
+		if err != nil {
+			t.Errorf("waiting for %s: %v\nconsole:\n  %s", what, err, strings.Join(tb.consoleLines(), "\n  "))
+			return "", false
+		}
+		return raw, true
+	}
+	connects, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.body.dataset.connects`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := hostAction(ctx, report.HostOffline); err != nil {
+		t.Fatalf("going offline: %v", err)
+	}
+	off := time.Now()
+	if _, ok := poll("the page to show the client waiting for the network", `(() => {
+		const d = document.body.dataset;
+		const events = [...document.querySelectorAll("#events li")].map((li) => li.textContent);
+		return d.network === "offline" && d.state === "connecting" &&
+			events.some((e) => e.includes("offline: waiting for the network")) ? "yes" : false;
+	})()`); !ok {
+		return
+	}
+	t.Logf("the page showed the client waiting for the network %v after the network went", time.Since(off).Round(time.Millisecond))
+	if err := hostAction(ctx, report.HostOnline); err != nil {
+		t.Fatalf("going online: %v", err)
+	}
+	on := time.Now()
+	raw, ok := poll("a new connection once online", fmt.Sprintf(`(() => {
+		const d = document.body.dataset;
+		if (d.network !== "online" || d.state !== "connected" || !(Number(d.connects) > %s)) return false;
+		return [...document.querySelectorAll("#events li")].map((li) => li.textContent).reverse().join("\n");
+	})()`, connects))
+	if !ok {
+		return
+	}
+	t.Logf("connected again %v after the network came back (the page polled every 50 ms); its events, oldest first:\n%s",
+		time.Since(on).Round(time.Millisecond), raw)
+	for _, want := range []string{"browser: offline", "offline: waiting for the network", "browser: online"} {
+		if !strings.Contains(raw, want) {
+			t.Errorf("the page's events lack %q", want)
+		}
+	}
+}
 
 // writeScreenshot writes the page's screenshot into the test's temporary
 // directory and, when docs is set, to docs/browser.png.

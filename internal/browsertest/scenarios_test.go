@@ -24,23 +24,31 @@ func TestMain(m *testing.M) {
 }
 
 // pages groups the scenarios into pages that run at the same time, in tabs
-// of one browser; the scenarios of a page run one after the other (each
-// counts its own goroutines). The longest page (close-silent waits out the
-// 5 s bound) sets the pace.
+// of one browser (the network page in a browser of its own); the scenarios
+// of a page run one after the other (each counts its own goroutines). The
+// longest page (the network page, which stays offline for seconds and
+// waits out Close's 5 s bound) sets the pace.
 //
 // The dial-timeout page has a server of its own: while a handshake to a
 // host:port is pending, Chromium holds back every other WebSocket to it,
 // from every tab (RFC 6455 §4.1 allows one connection in CONNECTING state
 // per host), and its handshake is held for 1.5 s.
+//
+// The network page has the host take its network away and hide its window
+// (see network_test.go), in a browser of its own: navigator.onLine and the
+// offline event would reach any other page that shared its renderer
+// process.
 var pages = []struct {
 	scenarios []string
 	ownServer bool
+	network   bool
 }{
 	{scenarios: []string{report.Drop, report.Policy, report.Close, report.CloseNow, report.CloseRefused, report.Reconnect}},
 	{scenarios: []string{report.Overload, report.Handshake503}},
 	{scenarios: []string{report.CloseSilent, report.CloseNowInClose}},
 	{scenarios: []string{report.HeartbeatHealthy, report.HeartbeatDead}},
 	{scenarios: []string{report.DialTimeout}, ownServer: true},
+	{scenarios: []string{report.OfflineStall, report.OfflineProbe, report.OfflineClose, report.OfflineDial, report.OnlineBackoff, report.Visible}, network: true},
 }
 
 // Bounds on the page's clock. The browser's timers are not slowed by the
@@ -55,6 +63,7 @@ const (
 type ran struct {
 	r      *report.Result
 	server []attempt
+	host   []hostCall // what the host did to the page (the network scenarios)
 }
 
 // TestBrowser runs wsreconnect in headless Chromium, built for js/wasm,
@@ -73,7 +82,14 @@ func TestBrowser(t *testing.T) {
 			servers[i] = newServer(t, files)
 		}
 	}
-	b := startBrowser(t, chromium) // stopped before the servers close
+	browsers := make([]*browser, len(pages))
+	for i, p := range pages {
+		if i == 0 || p.network {
+			browsers[i] = startBrowser(t, chromium) // stopped before the servers close
+		} else {
+			browsers[i] = browsers[0]
+		}
+	}
 	t.Logf("browser program built in %v", wasmBuild.Round(time.Millisecond))
 
 	start := time.Now()
@@ -88,7 +104,7 @@ func TestBrowser(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			got, err := runPage(b, s, fmt.Sprintf("p%d", i+1), p.scenarios)
+			got, err := runPage(browsers[i], s, fmt.Sprintf("p%d", i+1), p.scenarios, p.network)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
@@ -120,20 +136,31 @@ func TestBrowser(t *testing.T) {
 					t.Errorf("runtime.NumGoroutine() in the page: %d before Dial, %d once the Conn had ended (%s after 1 s more); stacks:\n%s",
 						res.r.GoroutinesBefore, res.r.GoroutinesAfter, res.r.Values["goroutinesAfter1s"], res.r.GoroutineDump)
 				}
-				checks[name](t, res)
+				check, ok := checks[name]
+				if !ok {
+					check = networkChecks[name]
+				}
+				check(t, res)
 			})
 		}
 	}
 }
 
 // runPage runs the scenarios names in a new tab and returns what each
-// reported, with what the server saw of it before the tab closed.
-func runPage(b *browser, s *server, id string, names []string) (map[string]ran, error) {
+// reported, with what the server saw of it before the tab closed. On a
+// network page, the program may ask the host to act on its tab.
+func runPage(b *browser, s *server, id string, names []string, network bool) (map[string]ran, error) {
 	tb, err := b.newTab()
 	if err != nil {
 		return nil, err
 	}
 	defer tb.close()
+	var host hostCalls
+	if network {
+		if err := host.expose(tb); err != nil {
+			return nil, fmt.Errorf("page %v: %w", names, err)
+		}
+	}
 	q := url.Values{"s": {strings.Join(names, ",")}, "id": {id}}
 	o, err := tb.runProgram(s.URL+"/?"+q.Encode(), 90*time.Second)
 	if err != nil {
@@ -145,7 +172,7 @@ func runPage(b *browser, s *server, id string, names []string) (map[string]ran, 
 	}
 	got := map[string]ran{}
 	for _, r := range rs {
-		got[r.Scenario] = ran{r: r, server: s.snapshot(r.ID)}
+		got[r.Scenario] = ran{r: r, server: s.snapshot(r.ID), host: host.snapshot(r.ID)}
 	}
 	return got, nil
 }
@@ -161,6 +188,18 @@ func logResult(t *testing.T, res ran) {
 	}
 	for _, e := range r.Browser {
 		fmt.Fprintf(&b, "\n    %8.1fms  browser socket %d: %s", e.T, e.Socket, browserEvent(e))
+	}
+	for _, e := range r.Network {
+		fmt.Fprintf(&b, "\n    %8.1fms  page: %s event (navigator.onLine %v, %s)", e.T, e.Type, e.OnLine, e.Visibility)
+	}
+	for _, l := range r.Log {
+		fmt.Fprintf(&b, "\n    %8.1fms  the Conn logged: %s", l.T, l.What)
+	}
+	for _, c := range res.host {
+		fmt.Fprintf(&b, "\n    host: %s in %v", c.Action, c.Done.Sub(c.Start).Round(100*time.Microsecond))
+		if c.Err != "" {
+			fmt.Fprintf(&b, ": %s", c.Err)
+		}
 	}
 	b.WriteString(describe(res.server))
 	if len(r.Ms) > 0 {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -22,7 +23,10 @@ import (
 // reports (open, error, close with code, reason and wasClean) and each
 // close() call the Go code makes, with what it threw, in
 // globalThis.__wsEvents. coder/websocket creates its sockets with
-// js.Global().Get("WebSocket").New, so it gets the wrapper.
+// js.Global().Get("WebSocket").New, so it gets the wrapper. It also records
+// the page's online, offline and visibilitychange events in
+// globalThis.__netEvents; its listeners come before the Go program's, so
+// each time is when the browser dispatched the event.
 const indexHTML = `<!doctype html>
 <html><head><meta charset="utf-8"><title>wsreconnect browser tests</title></head>
 <body style="font: 14px monospace">
@@ -30,6 +34,14 @@ const indexHTML = `<!doctype html>
 <pre id="out"></pre>
 <script>
 globalThis.__wsEvents = [];
+globalThis.__netEvents = [];
+(() => {
+	const record = (e) => __netEvents.push({t: performance.now(), type: e.type,
+		onLine: navigator.onLine, visibility: document.visibilityState});
+	addEventListener("online", record);
+	addEventListener("offline", record);
+	document.addEventListener("visibilitychange", record);
+})();
 (() => {
 	const Native = globalThis.WebSocket;
 	let sockets = 0;
@@ -101,6 +113,7 @@ type attempt struct {
 	ReadErr     string
 	Pings       int // application-level pings received
 	Pongs       int // and answered
+	PingsAt     []time.Time
 }
 
 func (a *attempt) String() string {
@@ -156,7 +169,9 @@ func (s *server) snapshot(id string) []attempt {
 	defer s.mu.Unlock()
 	var out []attempt
 	for _, a := range s.attempts[id] {
-		out = append(out, *a)
+		c := *a
+		c.PingsAt = slices.Clone(a.PingsAt)
+		out = append(out, c)
 	}
 	return out
 }
@@ -261,6 +276,7 @@ func (s *server) echo(ws *websocket.Conn, a *attempt, drop bool, pongLimit int) 
 			silent := false
 			s.update(a, func(a *attempt) {
 				a.Pings++
+				a.PingsAt = append(a.PingsAt, time.Now())
 				silent = pongLimit >= 0 && a.Pongs >= pongLimit
 				if !silent {
 					a.Pongs++

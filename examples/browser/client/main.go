@@ -8,12 +8,20 @@
 // needs an application-level ping (WithPingFunc): the client writes
 // {"op":"ping"} and the server answers {"op":"pong"}. A refused handshake
 // shows up as a failed dial: the page cannot see its HTTP status.
+//
+// The Conn listens to the browser's view of the network: while the
+// browser says it is offline, it dials nothing (an offline page would only
+// burn attempts); when the network is back, it dials at once; when the
+// network goes, or the page is shown again after being hidden, it probes
+// its connection with the ping. The page shows what the browser says and
+// what the Conn logs about it.
 package main
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"strings"
 	"syscall/js"
@@ -27,6 +35,7 @@ const (
 	ping        = `{"op":"ping"}`
 	pong        = `{"op":"pong"}`
 	maxMessages = 12
+	maxEvents   = 8
 )
 
 var (
@@ -44,6 +53,7 @@ func main() {
 
 	ui := &page{}
 	ui.setState("connecting", "dialling "+url)
+	ui.watchNetwork()
 
 	// The same websocket.Dial call a program makes without wsreconnect,
 	// wrapped in a function the Conn calls for each attempt.
@@ -64,6 +74,19 @@ func main() {
 			return nil
 		}),
 		wsreconnect.WithOnDisconnect(ui.addDisconnect),
+		// Its log lines ("offline: waiting for the network", "connected")
+		// go to the page's list of events.
+		wsreconnect.WithLogger(slog.New(slog.NewTextHandler(eventWriter{ui}, &slog.HandlerOptions{
+			ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+				switch {
+				case a.Key == slog.TimeKey, a.Key == slog.LevelKey: // the page has its own clock
+					return slog.Attr{}
+				case a.Key == "subprotocol" && a.Value.String() == "":
+					return slog.Attr{}
+				}
+				return a
+			},
+		}))),
 	)
 	if err != nil {
 		ui.setState("closed", "Dial: "+err.Error())
@@ -136,7 +159,9 @@ func (p *page) refresh(c *wsreconnect.Conn) {
 		case wsreconnect.StateConnected:
 			summary = fmt.Sprintf("up %v · ", st.Uptime.Round(time.Second)) + summary
 		case wsreconnect.StateConnecting:
-			if wait := time.Until(p.next); wait > 0 {
+			if !online() {
+				summary = "offline: waiting for the network · " + summary
+			} else if wait := time.Until(p.next); wait > 0 {
 				summary = fmt.Sprintf("next attempt in %.1f s · ", wait.Seconds()) + summary
 			} else {
 				summary = "dialling · " + summary
@@ -147,6 +172,60 @@ func (p *page) refresh(c *wsreconnect.Conn) {
 		p.setState(st.State.String(), summary)
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// online reports what the browser says: navigator.onLine.
+func online() bool { return js.Global().Get("navigator").Get("onLine").Bool() }
+
+// watchNetwork shows what the browser says about the network and the
+// page's visibility, as the Conn hears it (the same events).
+func (p *page) watchNetwork() {
+	show := func() {
+		state := "online"
+		if !online() {
+			state = "offline"
+		}
+		el := byID("network")
+		el.Set("textContent", "network: "+state)
+		el.Set("className", state)
+		document.Get("body").Get("dataset").Set("network", state)
+	}
+	show()
+	on := func(target js.Value, event string, fn func()) {
+		target.Call("addEventListener", event, js.FuncOf(func(js.Value, []js.Value) any {
+			fn()
+			return nil
+		}))
+	}
+	on(js.Global(), "offline", func() {
+		show()
+		p.addEvent("browser: offline (the Conn probes its connection, and dials nothing until online)")
+	})
+	on(js.Global(), "online", func() {
+		show()
+		p.addEvent("browser: online (the Conn dials at once if it has no connection)")
+	})
+	on(document, "visibilitychange", func() {
+		if document.Get("visibilityState").String() == "visible" {
+			p.addEvent("browser: the page is visible again (the Conn probes its connection)")
+		}
+	})
+}
+
+// eventWriter takes the Conn's log lines to the page, one per Write,
+// except its disconnects: the table shows them.
+type eventWriter struct{ p *page }
+
+func (w eventWriter) Write(b []byte) (int, error) {
+	if line := strings.TrimSpace(string(b)); !strings.Contains(line, `msg="wsreconnect: disconnected"`) {
+		w.p.addEvent(line)
+	}
+	return len(b), nil
+}
+
+// addEvent shows a line at the top of the list of events.
+func (p *page) addEvent(line string) {
+	prepend(byID("events"), fmt.Sprintf("[%s] %s", time.Since(start).Round(100*time.Millisecond), line), maxEvents)
 }
 
 // addDisconnect is the OnDisconnect callback: one row per Disconnect.
@@ -201,11 +280,15 @@ func cell(row js.Value, text, class string) {
 
 // addMessage shows a message at the top of the list, keeping the last few.
 func (p *page) addMessage(msg string) {
-	ul := byID("messages")
+	prepend(byID("messages"), fmt.Sprintf("[%s] %s", time.Since(start).Round(100*time.Millisecond), strings.TrimSpace(msg)), maxMessages)
+}
+
+// prepend adds a line at the top of the list ul, keeping the last keep.
+func prepend(ul js.Value, text string, keep int) {
 	li := document.Call("createElement", "li")
-	li.Set("textContent", fmt.Sprintf("[%s] %s", time.Since(start).Round(100*time.Millisecond), strings.TrimSpace(msg)))
+	li.Set("textContent", text)
 	ul.Call("insertBefore", li, ul.Get("firstChild"))
-	for ul.Get("children").Length() > maxMessages {
+	for ul.Get("children").Length() > keep {
 		ul.Call("removeChild", ul.Get("lastChild"))
 	}
 }

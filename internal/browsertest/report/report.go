@@ -23,6 +23,13 @@ type Result struct {
 	// Browser is what the browser's WebSocket objects reported: the events
 	// open, error and close, and the calls of close() the Go code made.
 	Browser []BrowserEvent `json:"browser,omitempty"`
+	// Network is what the page's window and document reported about the
+	// network and the page's visibility: the online, offline and
+	// visibilitychange events (see the host's index.html).
+	Network []NetworkEvent `json:"network,omitempty"`
+	// Log is what the Conn logged (WithLogger), in the scenarios that
+	// give it a logger.
+	Log []Step `json:"log,omitempty"`
 	// Ms holds measured durations by name ("Close", "CloseNow", …).
 	Ms map[string]float64 `json:"ms,omitempty"`
 	// Values holds other facts by name ("readErr", "closeStatus", …).
@@ -74,6 +81,15 @@ type BrowserEvent struct {
 	Thrown   string  `json:"thrown,omitempty"` // what close() threw, if it did
 }
 
+// NetworkEvent is one online, offline or visibilitychange event of the
+// page, with what navigator.onLine and document.visibilityState said then.
+type NetworkEvent struct {
+	T          float64 `json:"t"`
+	Type       string  `json:"type"` // "online", "offline", "visibilitychange"
+	OnLine     bool    `json:"onLine"`
+	Visibility string  `json:"visibility"` // "visible", "hidden"
+}
+
 // The scenarios the browser program knows, by name.
 const (
 	Drop             = "drop"              // a dropped connection: 1006, reconnect, echo again
@@ -89,6 +105,35 @@ const (
 	HeartbeatDead    = "heartbeat-dead"    // the app-level heartbeat finds a silent server dead
 	Handshake503     = "handshake-503"     // a 503 handshake refusal, as the page sees it
 	DialTimeout      = "dial-timeout"      // a handshake that does not complete in the dial timeout
+
+	// The network scenarios ask the host to take the page's network away
+	// and give it back, and to hide and show the page (see HostCall).
+	OfflineStall  = "offline-stall"  // offline without a ping func: the browser keeps the socket, and holds its traffic
+	OfflineProbe  = "offline-probe"  // offline with a ping func: probed at once, found dead; no attempt while offline; Close
+	OfflineClose  = "offline-close"  // Close on a connection whose network is gone: its close frame is held, so the 5 s grace
+	OfflineDial   = "offline-dial"   // Dial while offline waits for the network, and dials once it is back
+	OnlineBackoff = "online-backoff" // online cuts a 30 s backoff wait short
+	Visible       = "visible"        // a page made visible again probes its connection at once
+)
+
+// HostCall is what the browser program asks the host to do to its page,
+// through the function the host exposes as globalThis.__host: Action is
+// one of the Host* actions, ID the scenario's.
+type HostCall struct {
+	Action string `json:"action"`
+	ID     string `json:"id"`
+}
+
+// The host's actions: take the page's network away (DevTools'
+// Network.emulateNetworkConditionsByRule, then Network.overrideNetworkState,
+// which flips navigator.onLine and fires offline), give it back (online),
+// minimize the page's window (the page becomes hidden) and restore it
+// (visible again).
+const (
+	HostOffline = "offline"
+	HostOnline  = "online"
+	HostHide    = "hide"
+	HostShow    = "show"
 )
 
 // Ping and Pong are the application-level heartbeat messages of the
@@ -104,4 +149,16 @@ const (
 const (
 	HeartbeatIntervalMs = 200
 	HeartbeatTimeoutMs  = 500
+)
+
+// The network scenarios: a probe's timeout (WithHeartbeat's timeout, with
+// an interval long enough that the heartbeat sends no ping of its own
+// while they run), how long OfflineProbe stays offline once its
+// connection has ended, and the backoff delay OnlineBackoff's schedule
+// would wait.
+const (
+	ProbeTimeoutMs  = 1000
+	ProbeIntervalMs = 60000
+	OfflineHoldMs   = 3000
+	BackoffDelayMs  = 30000
 )

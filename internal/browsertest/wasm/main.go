@@ -91,6 +91,12 @@ var scenarios = map[string]func(*scen){
 	report.HeartbeatDead:    heartbeatDead,
 	report.Handshake503:     handshake503,
 	report.DialTimeout:      dialTimeout,
+	report.OfflineStall:     offlineStall,
+	report.OfflineProbe:     offlineProbe,
+	report.OfflineClose:     offlineClose,
+	report.OfflineDial:      offlineDial,
+	report.OnlineBackoff:    onlineBackoff,
+	report.Visible:          visible,
 }
 
 // run runs one scenario and returns what it saw. The goroutine count is
@@ -140,6 +146,7 @@ func run(name, id string) *report.Result {
 	sc.mu.Lock()
 	defer sc.mu.Unlock()
 	sc.r.Browser = browserEvents(id, sc.t0)
+	sc.r.Network = networkEvents(sc.t0)
 	show("%s: %d disconnects, %d failures", name, len(sc.r.Disconnects), len(sc.r.Failures))
 	return sc.r
 }
@@ -166,7 +173,10 @@ type scen struct {
 	r  *report.Result
 	t0 float64
 
-	mu sync.Mutex
+	offline, hidden bool // what the host was asked to do to the page (network.go)
+
+	mu    sync.Mutex
+	pings []float64 // when the ping func was called (network.go)
 }
 
 func now() float64 { return js.Global().Get("performance").Call("now").Float() }
